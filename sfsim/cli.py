@@ -1,0 +1,240 @@
+"""The ``sfsim`` command line.
+
+Every command that reads user input turns an ``InputError`` into one line on stderr,
+``error: FILE: KEY: PROBLEM``, and exit status 2 — never a traceback. Sub-systems (schedulers,
+profiling, plotting) add their own commands through a ``register(app)`` function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sfsim import __version__
+from sfsim.errors import InputError
+
+app = typer.Typer(
+    name="sfsim",
+    help="Simulate split / federated LLM fine-tuning over mobile devices and an edge server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def user_errors(fn: F) -> F:
+    """Decorator: report InputError as ``error: ...`` with exit status 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            raise fail(exc.message) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _default_out(name: str, scheme: str, scheduler: str, seed: int) -> Path:
+    base = Path("runs") / f"{name}_{scheme}_{scheduler}_s{seed}"
+    out, n = base, 2
+    while out.exists():
+        out = base.with_name(f"{base.name}-{n}")
+        n += 1
+    return out
+
+
+def _gb(x: float) -> str:
+    return f"{x / 1e9:.3f}"
+
+
+def print_summary(summary: dict[str, Any], out: Path | None) -> None:
+    """A terminal table: the headline figures, then one row per device."""
+    head = Table(title=f"sfsim run: {summary['scenario']}", show_header=False)
+    head.add_column("what")
+    head.add_column("value", justify="right")
+    rows = [
+        ("scheme / scheduler", f"{summary['scheme']} / {summary['scheduler']}"),
+        ("model / cost model", f"{summary['model']} / {summary['cost_model']}"),
+        ("seed, rounds × local iterations",
+         f"{summary['seed']}, {summary['rounds']} × {summary['local_iterations']}"),
+        ("training time (makespan)", f"{summary['makespan_s']:.3f} s"),
+        ("round time (mean)", f"{sum(summary['round_s']) / len(summary['round_s']):.3f} s"),
+        ("server busy", f"{summary['server_busy_s']:.3f} s "
+                        f"({100 * summary['server_utilisation']:.1f}%)"),
+        ("server peak memory", f"{_gb(summary['server_peak_bytes'])} GB"),
+        ("uplink / downlink bytes",
+         f"{summary['uplink_bytes'] / 1e6:.2f} MB / {summary['downlink_bytes'] / 1e6:.2f} MB"),
+    ]
+    for k, v in rows:
+        head.add_row(k, v)
+    out_console.print(head)
+    dev = Table(title="devices")
+    for col in ("device", "processor", "cut", "compute s", "uplink s", "downlink s",
+                "queue s", "peak GB", "memory GB"):
+        dev.add_column(col, justify="left" if col in ("device", "processor") else "right")
+    for d_id, d in summary["devices"].items():
+        dev.add_row(d_id, d["processor"], str(d["cut"]), f"{d['compute_s']:.3f}",
+                    f"{d['uplink_s']:.3f}", f"{d['downlink_s']:.3f}", f"{d['queue_wait_s']:.3f}",
+                    _gb(d["peak_bytes"]), _gb(d["memory_bytes"]))
+    out_console.print(dev)
+    phases = Table(title="where time went (summed over spans)")
+    phases.add_column("phase")
+    phases.add_column("seconds", justify="right")
+    for ph, s in sorted(summary["time_by_phase_s"].items(), key=lambda kv: -kv[1]):
+        phases.add_row(ph, f"{s:.3f}")
+    out_console.print(phases)
+    if out is not None:
+        out_console.print(f"run folder: {out}")
+
+
+@app.command()
+@user_errors
+def run(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    out: Annotated[Path | None, typer.Option(help="run folder to write (default: runs/...)")] = None,
+    seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="override the scheduler")] = None,
+    scheme: Annotated[str | None, typer.Option(help="override the training scheme")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --out folder")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no summary table")] = False,
+) -> None:
+    """Simulate a scenario: print a summary and write a run folder."""
+    from sfsim.results import RunResult, write_run_folder
+    from sfsim.run import resolve, simulate
+    from sfsim.scenario import dump_scenario, load_scenario
+
+    s = load_scenario(scenario)
+    if seed is not None and seed < 0:
+        raise InputError("must be a non-negative integer", key="--seed")
+    resolved = resolve(s, scheme=scheme, scheduler=scheduler, seed=seed)
+    if out is not None and out.exists() and not overwrite:
+        raise InputError("already exists; choose another --out or pass --overwrite", file=out)
+    if out is None:
+        out = _default_out(resolved.name, resolved.training.scheme, resolved.scheduler.name,
+                           resolved.seed)
+    try:
+        result = simulate(resolved)
+    except InputError as exc:
+        import pandas as pd
+
+        failed = RunResult(_error_summary(resolved, exc.message), pd.DataFrame(),
+                           pd.DataFrame(), dump_scenario(resolved))
+        write_run_folder(out, failed, overwrite=overwrite)
+        raise fail(f"{exc.message} (run folder with status 'error': {out})") from None
+    except Exception as exc:  # an internal bug: still leave a self-describing folder
+        import pandas as pd
+
+        text = "".join(traceback.format_exception(exc))
+        failed = RunResult(_error_summary(resolved, text), pd.DataFrame(), pd.DataFrame(),
+                           dump_scenario(resolved))
+        write_run_folder(out, failed, overwrite=overwrite)
+        raise fail(f"internal error ({type(exc).__name__}: {exc}); details in {out}/summary.json",
+                   code=1) from None
+    write_run_folder(out, result, _extra_writers(), overwrite=overwrite)
+    if not quiet:
+        print_summary(result.summary, out)
+
+
+def _error_summary(s: Any, message: str) -> dict[str, Any]:
+    return {
+        "scenario": s.name,
+        "scheme": s.training.scheme,
+        "scheduler": s.scheduler.name,
+        "seed": s.seed,
+        "rounds": s.training.rounds,
+        "status": "error",
+        "error": message,
+        "version": __version__,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _extra_writers() -> list[Any]:
+    """Optional run-folder writers contributed by layers on top of the core (e.g. trace.json)."""
+    try:
+        mod = importlib.import_module("sfsim.export")
+    except ModuleNotFoundError:
+        return []
+    return list(getattr(mod, "RUN_WRITERS", []))
+
+
+@app.command()
+@user_errors
+def validate(scenario: Annotated[Path, typer.Argument(help="scenario YAML file")]) -> None:
+    """Check a scenario file: exit 0 when valid, 2 with a message naming the key when not."""
+    from sfsim.run import resolve
+    from sfsim.scenario import load_scenario
+
+    s = resolve(load_scenario(scenario))
+    out_console.print(f"ok: {scenario} ({len(s.devices)} devices, scheme {s.training.scheme}, "
+                      f"model {s.model.arch})")
+
+
+@app.command("schemes")
+def list_schemes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the training schemes."""
+    from sfsim.schemes import schemes
+
+    items = schemes()
+    if as_json:
+        print(json.dumps([{"name": k, "description": v} for k, v in items.items()], indent=2))
+        return
+    t = Table("scheme", "description")
+    for k, v in items.items():
+        t.add_row(k, v)
+    out_console.print(t)
+
+
+@app.command()
+def version() -> None:
+    """Print the sfsim version."""
+    print(__version__)
+
+
+def _register_subcommands() -> None:
+    for mod_name in ("sfsim.schedulers.cli", "sfsim.profiling.cli", "sfsim.plotting.cli",
+                     "sfsim.compare"):
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not mod_name.startswith(exc.name):
+                raise
+            continue
+        register = getattr(mod, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

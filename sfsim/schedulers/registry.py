@@ -1,0 +1,129 @@
+"""The scheduler registry: schedulers are found by name.
+
+Scenario files and the CLI name a scheduler (``scheduler: {name: schrage, params: {...}}``);
+this module maps the name to a class and builds it with the given parameters. Built-in
+schedulers register themselves with the :func:`register` class decorator when
+``sfsim.schedulers`` is imported. Third-party packages add schedulers through the entry-point
+group ``sfsim.schedulers`` (``my_sched = "my_pkg.module:MyScheduler"`` in their
+``pyproject.toml``); those are loaded once, lazily, the first time a name is looked up or the
+list of names is asked for.
+
+A name can be taken only once: registering a different class under a taken name is refused,
+whether it comes from code or from a plugin, so a plugin can never silently replace a
+built-in. Looking up an unknown name, or passing a parameter the scheduler does not take,
+raises :class:`sfsim.errors.InputError` listing what is valid.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib import metadata
+from typing import Any, TypeVar
+
+from sfsim.errors import InputError
+from sfsim.schedulers.base import Scheduler
+
+ENTRY_POINT_GROUP = "sfsim.schedulers"
+
+_REGISTRY: dict[str, type[Scheduler]] = {}
+_plugins_loaded = False
+
+S = TypeVar("S", bound=type[Scheduler])
+
+
+def register(cls: S) -> S:
+    """Class decorator: make ``cls`` available under ``cls.name``. Duplicates are refused."""
+    if not (isinstance(cls, type) and issubclass(cls, Scheduler)):
+        raise TypeError(f"only Scheduler subclasses can be registered, got {cls!r}")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{cls.__qualname__} must set a non-empty class attribute 'name'")
+    if not isinstance(getattr(cls, "description", None), str):
+        raise ValueError(f"{cls.__qualname__} must set a one-line class attribute 'description'")
+    existing = _REGISTRY.get(name)
+    if existing is not None and existing is not cls:
+        raise ValueError(
+            f"scheduler name {name!r} is already taken by "
+            f"{existing.__module__}.{existing.__qualname__}; "
+            f"refusing to register {cls.__module__}.{cls.__qualname__} under the same name"
+        )
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _load_plugins() -> None:
+    """Register the schedulers of every installed ``sfsim.schedulers`` entry point, once."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        source = f"entry point {ep.name!r} ({ep.value}) in group {ENTRY_POINT_GROUP!r}"
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a broken plugin must say which one it is
+            raise InputError(f"cannot load scheduler plugin {source}: {exc}") from exc
+        if not (isinstance(cls, type) and issubclass(cls, Scheduler)):
+            raise InputError(f"scheduler plugin {source} is not a Scheduler subclass: {cls!r}")
+        if getattr(cls, "name", None) != ep.name:
+            raise InputError(
+                f"scheduler plugin {source}: the entry-point name must equal the class's "
+                f"name attribute, got {getattr(cls, 'name', None)!r}"
+            )
+        try:
+            register(cls)
+        except ValueError as exc:
+            raise InputError(f"scheduler plugin {source} refused: {exc}") from exc
+
+
+def available() -> dict[str, str]:
+    """Every known scheduler name (built-in and plugin) with its one-line description."""
+    _load_plugins()
+    return {name: _REGISTRY[name].description for name in sorted(_REGISTRY)}
+
+
+def scheduler_class(name: str) -> type[Scheduler]:
+    """The class registered under ``name``; InputError listing the known names otherwise."""
+    _load_plugins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise InputError(f"unknown scheduler {name!r}; known schedulers: {known}") from None
+
+
+def accepted_params(cls: type[Scheduler]) -> list[str]:
+    """Names of the keyword parameters the scheduler's constructor takes."""
+    sig = inspect.signature(cls.__init__)
+    return [
+        p.name
+        for p in list(sig.parameters.values())[1:]
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+
+
+def get_scheduler(name: str, **params: Any) -> Scheduler:
+    """Build the scheduler registered under ``name`` with ``params``.
+
+    Unknown names and parameters the scheduler does not take raise InputError.
+    """
+    cls = scheduler_class(name)
+    takes = accepted_params(cls)
+    unknown = sorted(set(params) - set(takes))
+    if unknown and not _takes_any_kwargs(cls):
+        valid = ", ".join(takes) if takes else "none"
+        raise InputError(
+            f"scheduler {name!r} does not take parameter(s) {', '.join(unknown)}; "
+            f"valid parameters: {valid}"
+        )
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"scheduler {name!r}: bad parameters {params}: {exc}") from exc
+
+
+def _takes_any_kwargs(cls: type[Scheduler]) -> bool:
+    if cls.__init__ is Scheduler.__init__:
+        return False  # the base constructor takes no parameters at all
+    sig = inspect.signature(cls.__init__)
+    return any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
