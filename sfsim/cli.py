@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import sys
 import traceback
 from collections.abc import Callable
@@ -31,8 +32,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out_console = Console()
-err_console = Console(stderr=True)
+# Not a terminal (a pipe, a CI log): tables get 120 columns instead of rich's 80.
+_WIDTH = shutil.get_terminal_size((120, 24)).columns
+out_console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,27 +79,50 @@ def print_summary(summary: dict[str, Any], out: Path | None) -> None:
     rows = [
         ("scheme / scheduler", f"{summary['scheme']} / {summary['scheduler']}"),
         ("model / cost model", f"{summary['model']} / {summary['cost_model']}"),
-        ("seed, rounds × local iterations",
-         f"{summary['seed']}, {summary['rounds']} × {summary['local_iterations']}"),
+        (
+            "seed, rounds × local iterations",
+            f"{summary['seed']}, {summary['rounds']} × {summary['local_iterations']}",
+        ),
         ("training time (makespan)", f"{summary['makespan_s']:.3f} s"),
         ("round time (mean)", f"{sum(summary['round_s']) / len(summary['round_s']):.3f} s"),
-        ("server busy", f"{summary['server_busy_s']:.3f} s "
-                        f"({100 * summary['server_utilisation']:.1f}%)"),
+        (
+            "server busy",
+            f"{summary['server_busy_s']:.3f} s ({100 * summary['server_utilisation']:.1f}%)",
+        ),
         ("server peak memory", f"{_gb(summary['server_peak_bytes'])} GB"),
-        ("uplink / downlink bytes",
-         f"{summary['uplink_bytes'] / 1e6:.2f} MB / {summary['downlink_bytes'] / 1e6:.2f} MB"),
+        (
+            "uplink / downlink bytes",
+            f"{summary['uplink_bytes'] / 1e6:.2f} MB / {summary['downlink_bytes'] / 1e6:.2f} MB",
+        ),
     ]
     for k, v in rows:
         head.add_row(k, v)
     out_console.print(head)
     dev = Table(title="devices")
-    for col in ("device", "processor", "cut", "compute s", "uplink s", "downlink s",
-                "queue s", "peak GB", "memory GB"):
+    for col in (
+        "device",
+        "processor",
+        "cut",
+        "compute s",
+        "uplink s",
+        "downlink s",
+        "queue s",
+        "peak GB",
+        "memory GB",
+    ):
         dev.add_column(col, justify="left" if col in ("device", "processor") else "right")
     for d_id, d in summary["devices"].items():
-        dev.add_row(d_id, d["processor"], str(d["cut"]), f"{d['compute_s']:.3f}",
-                    f"{d['uplink_s']:.3f}", f"{d['downlink_s']:.3f}", f"{d['queue_wait_s']:.3f}",
-                    _gb(d["peak_bytes"]), _gb(d["memory_bytes"]))
+        dev.add_row(
+            d_id,
+            d["processor"],
+            str(d["cut"]),
+            f"{d['compute_s']:.3f}",
+            f"{d['uplink_s']:.3f}",
+            f"{d['downlink_s']:.3f}",
+            f"{d['queue_wait_s']:.3f}",
+            _gb(d["peak_bytes"]),
+            _gb(d["memory_bytes"]),
+        )
     out_console.print(dev)
     phases = Table(title="where time went (summed over spans)")
     phases.add_column("phase")
@@ -112,7 +138,9 @@ def print_summary(summary: dict[str, Any], out: Path | None) -> None:
 @user_errors
 def run(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
-    out: Annotated[Path | None, typer.Option(help="run folder to write (default: runs/...)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="run folder to write (default: runs/...)")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
     scheduler: Annotated[str | None, typer.Option(help="override the scheduler")] = None,
     scheme: Annotated[str | None, typer.Option(help="override the training scheme")] = None,
@@ -131,26 +159,40 @@ def run(
     if out is not None and out.exists() and not overwrite:
         raise InputError("already exists; choose another --out or pass --overwrite", file=out)
     if out is None:
-        out = _default_out(resolved.name, resolved.training.scheme, resolved.scheduler.name,
-                           resolved.seed)
+        out = _default_out(
+            resolved.name, resolved.training.scheme, resolved.scheduler.name, resolved.seed
+        )
+    from sfsim.progress import progress, round_callback
+
     try:
-        result = simulate(resolved)
+        with progress(
+            resolved.training.rounds,
+            f"simulating {resolved.name}",
+            enabled=False if quiet else None,
+        ) as bar:
+            result = simulate(resolved, on_round=round_callback(bar))
     except InputError as exc:
         import pandas as pd
 
-        failed = RunResult(_error_summary(resolved, exc.message), pd.DataFrame(),
-                           pd.DataFrame(), dump_scenario(resolved))
+        failed = RunResult(
+            _error_summary(resolved, exc.message),
+            pd.DataFrame(),
+            pd.DataFrame(),
+            dump_scenario(resolved),
+        )
         write_run_folder(out, failed, overwrite=overwrite)
         raise fail(f"{exc.message} (run folder with status 'error': {out})") from None
     except Exception as exc:  # an internal bug: still leave a self-describing folder
         import pandas as pd
 
         text = "".join(traceback.format_exception(exc))
-        failed = RunResult(_error_summary(resolved, text), pd.DataFrame(), pd.DataFrame(),
-                           dump_scenario(resolved))
+        failed = RunResult(
+            _error_summary(resolved, text), pd.DataFrame(), pd.DataFrame(), dump_scenario(resolved)
+        )
         write_run_folder(out, failed, overwrite=overwrite)
-        raise fail(f"internal error ({type(exc).__name__}: {exc}); details in {out}/summary.json",
-                   code=1) from None
+        raise fail(
+            f"internal error ({type(exc).__name__}: {exc}); details in {out}/summary.json", code=1
+        ) from None
     write_run_folder(out, result, _extra_writers(), overwrite=overwrite)
     if not quiet:
         print_summary(result.summary, out)
@@ -187,8 +229,10 @@ def validate(scenario: Annotated[Path, typer.Argument(help="scenario YAML file")
     from sfsim.scenario import load_scenario
 
     s = resolve(load_scenario(scenario))
-    out_console.print(f"ok: {scenario} ({len(s.devices)} devices, scheme {s.training.scheme}, "
-                      f"model {s.model.arch})")
+    out_console.print(
+        f"ok: {scenario} ({len(s.devices)} devices, scheme {s.training.scheme}, "
+        f"model {s.model.arch})"
+    )
 
 
 @app.command("schemes")
@@ -213,8 +257,12 @@ def version() -> None:
 
 
 def _register_subcommands() -> None:
-    for mod_name in ("sfsim.schedulers.cli", "sfsim.profiling.cli", "sfsim.plotting.cli",
-                     "sfsim.compare"):
+    for mod_name in (
+        "sfsim.schedulers.cli",
+        "sfsim.profiling.cli",
+        "sfsim.plotting.cli",
+        "sfsim.compare",
+    ):
         try:
             mod = importlib.import_module(mod_name)
         except ModuleNotFoundError as exc:

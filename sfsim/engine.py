@@ -153,7 +153,9 @@ class Sim:
             duration = seconds * (self.slowdown() if vary else 1.0)
             yield self.env.timeout(duration)
             self.trace.add(
-                Span(round, iteration, device or owner, phase, resource, start, self.now, 0.0, flops)
+                Span(
+                    round, iteration, device or owner, phase, resource, start, self.now, 0.0, flops
+                )
             )
 
     def send(
@@ -177,8 +179,16 @@ class Sim:
                 Span(round, iteration, device, phase, direction, start, self.now, nbytes, 0.0)
             )
 
-    def wait_span(self, device: str, phase: str, resource: str, start_s: float, *,
-                  round: int, iteration: int = -1) -> None:
+    def wait_span(
+        self,
+        device: str,
+        phase: str,
+        resource: str,
+        start_s: float,
+        *,
+        round: int,
+        iteration: int = -1,
+    ) -> None:
         """Record a span of waiting (e.g. in the server queue) that ends now."""
         self.trace.add(Span(round, iteration, device, phase, resource, start_s, self.now))
 

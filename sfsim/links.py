@@ -3,9 +3,9 @@
 Two models, in order of realism (model §3):
 
 * ``FixedLink``: a constant rate plus a fixed latency.
-* ``ShannonLink``: ``rate = B·log2(1 + P·g·|h|² / (N0·B))`` on a dedicated band of width B, where g is
-  the distance path gain (``PL_dB = a + b·log10(d_km)``) with optional log-normal shadowing drawn once
-  per link, and |h|² ~ Exp(1) is Rayleigh block fading redrawn every coherence interval. A transfer
+* ``ShannonLink``: ``rate = B·log2(1 + P·g·|h|² / (N0·B))`` on a dedicated band of width B, where
+  g is the distance path gain (``PL_dB = a + b·log10(d_km)``) with optional log-normal shadowing
+  drawn once per link, and |h|² ~ Exp(1) is Rayleigh block fading redrawn every coherence interval. A transfer
   that spans several coherence blocks is integrated block by block.
 
 The fading of block k is a pure function of (the link's seed, k): the same seed gives the same
@@ -43,7 +43,8 @@ def transfer_s(nbytes: float, rate_bps: float, latency_s: float = 0.0) -> float:
 class Link(Protocol):
     """Anything that can say how long a transfer takes."""
 
-    latency_s: float
+    @property
+    def latency_s(self) -> float: ...
 
     def duration_s(self, nbytes: float, start_s: float) -> float: ...
 
@@ -87,7 +88,9 @@ class ShannonLink:
         if not self.fading:
             return 1.0
         if block not in self._gains:
-            child = np.random.SeedSequence(self.seed.entropy, spawn_key=(*self.seed.spawn_key, block))
+            child = np.random.SeedSequence(
+                self.seed.entropy, spawn_key=(*self.seed.spawn_key, block)
+            )
             self._gains[block] = float(np.random.default_rng(child).exponential(1.0))
         return self._gains[block]
 
@@ -103,11 +106,12 @@ class ShannonLink:
             return 0.0
         bits = 8.0 * nbytes
         t = start_s + self.latency_s
+        block = int(t // self.coherence_s)  # step by block index: t // T is unsafe at edges
         while True:
-            block = int(t // self.coherence_s)
-            block_end = (block + 1) * self.coherence_s
+            block_end = max((block + 1) * self.coherence_s, t)
             rate = shannon_rate_bps(self.bandwidth_hz, self.mean_snr * self.fading_power(block))
             if rate * (block_end - t) >= bits:
                 return t + bits / rate - start_s
             bits -= rate * (block_end - t)
             t = block_end
+            block += 1

@@ -26,8 +26,16 @@ MEMORY_COLUMNS = [f for f in MemEvent.__dataclass_fields__]
 
 def trace_frame(spans: list[Span]) -> pd.DataFrame:
     df = pd.DataFrame([asdict(s) for s in spans], columns=TRACE_COLUMNS)
-    return df.astype({"round": "int64", "iteration": "int64", "start_s": "float64",
-                      "end_s": "float64", "bytes": "float64", "flops": "float64"})
+    return df.astype(
+        {
+            "round": "int64",
+            "iteration": "int64",
+            "start_s": "float64",
+            "end_s": "float64",
+            "bytes": "float64",
+            "flops": "float64",
+        }
+    )
 
 
 def memory_frame(events: list[MemEvent]) -> pd.DataFrame:
@@ -63,8 +71,10 @@ def time_by_phase(trace: pd.DataFrame) -> dict[str, float]:
 def link_bytes(trace: pd.DataFrame) -> dict[str, dict[str, float]]:
     t = trace[trace["resource"].isin(["uplink", "downlink"])]
     out: dict[str, dict[str, float]] = {}
-    for (dev, res), b in t.groupby(["device", "resource"])["bytes"].sum().items():
-        out.setdefault(str(dev), {"uplink": 0.0, "downlink": 0.0})[str(res)] = float(b)
+    sums = t.groupby(["device", "resource"])["bytes"].sum()
+    for row in sums.reset_index().itertuples(index=False):
+        dev, res, b = str(row[0]), str(row[1]), float(row[2])
+        out.setdefault(dev, {"uplink": 0.0, "downlink": 0.0})[res] = b
     return out
 
 

@@ -10,6 +10,7 @@ the trace, the memory timeline and the summary.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sfsim import __version__
@@ -32,10 +33,12 @@ def resolve(
     sched = s.scheduler
     if scheduler:
         same = scheduler == s.scheduler.name
-        sched = s.scheduler.model_copy(update={"name": scheduler, "params": sched.params if same
-                                               else {}})
-    s = s.model_copy(update={"training": training, "scheduler": sched,
-                             "seed": s.seed if seed is None else seed})
+        sched = s.scheduler.model_copy(
+            update={"name": scheduler, "params": sched.params if same else {}}
+        )
+    s = s.model_copy(
+        update={"training": training, "scheduler": sched, "seed": s.seed if seed is None else seed}
+    )
     if s.fleet is not None:
         s = s.model_copy(update={"devices": resolved_devices(s), "fleet": None})
     return Scenario.model_validate(s.model_dump())
@@ -62,8 +65,16 @@ def _check_memory(world: World, peaks: dict[str, float], scheme: str) -> None:
         )
 
 
-def simulate(s: Scenario, *, check_memory: bool = True) -> RunResult:
-    """Run a resolved scenario and return its result (raises InputError if it cannot run)."""
+def simulate(
+    s: Scenario,
+    *,
+    check_memory: bool = True,
+    on_round: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Run a resolved scenario and return its result (raises InputError if it cannot run).
+
+    ``on_round(done, total)``, if given, is called after each round (e.g. a progress bar).
+    """
     t0 = time.perf_counter()
     world = build_world(s)
     cls = scheme_class(s.training.scheme, key="training.scheme")
@@ -80,6 +91,8 @@ def simulate(s: Scenario, *, check_memory: bool = True) -> RunResult:
             start = sim.now
             yield sim.env.process(scheme.round(sim, r))
             bounds.append((start, sim.now))
+            if on_round is not None:
+                on_round(r + 1, world.rounds)
 
     sim.env.process(main())
     sim.env.run()
@@ -101,8 +114,12 @@ def simulate(s: Scenario, *, check_memory: bool = True) -> RunResult:
         "version": __version__,
     }
     devices = {
-        d.id: {"processor": d.processor.name, "cut": d.cut, "batch": d.batch,
-               "memory_bytes": d.memory_bytes}
+        d.id: {
+            "processor": d.processor.name,
+            "cut": d.cut,
+            "batch": d.batch,
+            "memory_bytes": d.memory_bytes,
+        }
         for d in world.devices
     }
     summary = summarize(trace, memory, bounds, header, devices)

@@ -5,7 +5,7 @@ list and/or a generated fleet), the server, the channel, the training scheme, th
 seed. Human units (Mbit/s, GB, ms, dBm) appear only here; `sfsim.build` converts them to bits/s,
 bytes and seconds once. Unknown keys are errors, and every error names the file and the key path::
 
-    error: scenarios/x.yaml: devices[2].cut: cut layer 14 is beyond the model depth (gpt2 has 12 blocks)
+    error: x.yaml: devices[2].cut: cut layer 14 is beyond the model depth (gpt2 has 12 blocks)
 """
 
 from __future__ import annotations
@@ -275,11 +275,13 @@ def validation_messages(err: ValidationError) -> list[tuple[str, str]]:
 def parse_scenario(data: Any, *, file: str | Path = "<scenario>") -> Scenario:
     """Validate already-parsed YAML data; raise InputError naming the file and the key."""
     if data is None:
-        raise InputError("the file is empty; a scenario needs at least `devices` or `fleet`",
-                         file=file)
+        raise InputError(
+            "the file is empty; a scenario needs at least `devices` or `fleet`", file=file
+        )
     if not isinstance(data, dict):
-        raise InputError(f"the top level must be a mapping of sections, not {type(data).__name__}",
-                         file=file)
+        raise InputError(
+            f"the top level must be a mapping of sections, not {type(data).__name__}", file=file
+        )
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:

@@ -50,7 +50,11 @@ class ServerQueue:
 
     @classmethod
     def for_round(
-        cls, sim: Sim, round: int, scheduler: Scheduler, rng: np.random.Generator,
+        cls,
+        sim: Sim,
+        round: int,
+        scheduler: Scheduler,
+        rng: np.random.Generator,
         instance: Instance,
     ) -> ServerQueue:
         """A queue for one round; offline schedulers plan here, over the estimated instance."""
@@ -98,8 +102,14 @@ class ServerQueue:
                 yield self._arrival
                 continue
             task = self.waiting.pop(idx)
-            self.sim.wait_span(task.device, "queue_wait", "server_queue", task.arrival_s,
-                               round=self.round, iteration=task.iteration)
+            self.sim.wait_span(
+                task.device,
+                "queue_wait",
+                "server_queue",
+                task.arrival_s,
+                round=self.round,
+                iteration=task.iteration,
+            )
             yield self.sim.env.process(task.serve(task))
             self.served.append((task.device, task.iteration))
             task.done.succeed()

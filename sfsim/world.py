@@ -146,7 +146,8 @@ def _links(d: DeviceCfg, ch: ChannelCfg, seeds: list[np.random.SeedSequence]) ->
     if ch.model == "fixed":
         up = (d.uplink_mbps or ch.uplink_mbps) * MB
         down = (d.downlink_mbps or ch.downlink_mbps) * MB
-        return FixedLink(up, latency_s), FixedLink(down, latency_s)
+        fixed: tuple[Link, Link] = (FixedLink(up, latency_s), FixedLink(down, latency_s))
+        return fixed
     distance = d.distance_m or ch.distance_m
     loss_db = path_loss_db(distance, ch.path_loss.a_db, ch.path_loss.b_db)
     shadow_rng = np.random.default_rng(seeds[0])
@@ -187,8 +188,8 @@ def build_world(s: Scenario) -> World:
                 uplink=up,
                 downlink=down,
                 overhead_bytes=d.overhead_mb * MB,
-                distance_m=d.distance_m or (s.channel.distance_m if s.channel.model == "shannon"
-                                            else None),
+                distance_m=d.distance_m
+                or (s.channel.distance_m if s.channel.model == "shannon" else None),
             )
         )
     sproc = procs[s.server.processor]

@@ -72,7 +72,8 @@ class Processor:
 class CostModel(Protocol):
     """Turns operations into FLOPs and seconds."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def flops(self, op: Op, work: Workload) -> float: ...
 

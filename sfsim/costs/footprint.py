@@ -4,18 +4,32 @@ All figures are bytes for one block (or the embedding / head) and one batch. The
 `sfsim profile` measures the same quantities on torch and the tests hold the two within 5%.
 
 Saved activations (what autograd keeps for the backward pass of a block with frozen base weights
-and LoRA adapters) are counted tensor by tensor, per token, in the workload's dtype:
+and LoRA adapters) are counted tensor by tensor, per token, and checked against torch's
+``saved_tensors_hooks`` (one count per storage) within 5% (``tests/profiling``). A frozen matmul
+keeps only its weight (no weight gradient is needed), so an activation is kept only where a
+backward actually needs it. With ``G_in`` = the block input needs a gradient (every trainable block
+but the lowest), ``G_att`` = ``G_in`` or a LoRA on q/k/v, ``G_mid`` = ``G_att`` or a LoRA on o:
 
-* GPT-2 block: the block input and LayerNorm-1 output (2h), q, k, v and the attention output
-  (4h, kept by scaled-dot-product attention and by LoRA on ``o``), LayerNorm-2 input and output
-  (2h), the MLP's pre-activation and GELU output (2f). Total ``8h + 2f`` per token.
-* Llama block: the block input and RMSNorm-1 output (2h), q and the rotated q (2h), k, v and the
-  rotated k (3·h_kv), the attention output and residual sum (2h), RMSNorm-2 output (h), gate, up,
-  SiLU(gate) and their product (4f). Total ``7h + 3·h_kv + 4f`` per token.
+=================================== ============== ===========================================
+tensor (elements per token)          GPT-2          kept when
+=================================== ============== ===========================================
+norm-1 input + statistics            h + 2 (+1)     ``G_in`` (Llama's RMSNorm keeps 1 statistic)
+norm-1 output                        h              LoRA on q, k or v (the adapters' input)
+attention q, k, v                    3h / h + 2h_kv ``G_att`` (GPT-2: slices of the fused output)
+attention output                     h              ``G_att`` (also the o adapter's input)
+attention log-sum-exp (fp32)         heads          ``G_att``
+norm-2 input + statistics            h + 2 (+1)     ``G_mid``
+norm-2 output                        h              LoRA on up (GPT-2) or gate/up (Llama)
+MLP pre-activation(s)                f / 3f         ``G_mid`` or a LoRA on the MLP input side
+MLP activation output                f              LoRA on down (its input)
+LoRA intermediate A·x                r              per target
+=================================== ============== ===========================================
 
-plus, per LoRA target, the rank-r intermediate ``A·x`` (r per token). Frozen forward-only blocks keep
-nothing. These counts assume a memory-efficient attention kernel (no b·s² score matrix saved);
-``attention_scores_saved=True`` adds the ``b·heads·s²`` probabilities of eager attention.
+Llama's pre-activations are gate, SiLU(gate) and up; rotary embedding keeps its cos/sin tables
+(``2·s·head_dim`` elements per batch). Everything is in the workload's dtype except the fp32
+log-sum-exp. These counts assume the fused (flash / memory-efficient) attention kernel that
+``scaled_dot_product_attention`` picks (no ``b·heads·s²`` matrix is kept);
+``attention_scores_saved=True`` adds it for eager attention.
 """
 
 from __future__ import annotations
@@ -65,15 +79,50 @@ def adapter_state(w: Workload, optimizer: str = "adam") -> AdapterState:
     return AdapterState(adapters=n * FP32, gradients=n * FP32, optimizer=moments * n * FP32)
 
 
-def block_saved_activation_bytes(w: Workload, *, attention_scores_saved: bool = False) -> int:
-    """Bytes autograd keeps for one trainable block's backward (see module docstring)."""
+def block_saved_activation_bytes(
+    w: Workload, *, attention_scores_saved: bool = False, input_grad: bool = True
+) -> int:
+    """Bytes autograd keeps for one trainable block's backward (see the module docstring).
+
+    ``input_grad=False`` is the lowest trainable block, whose input needs no gradient.
+    """
     a = w.arch
-    h, f, kv = a.hidden, a.ffn, a.kv_hidden
-    per_token = 8 * h + 2 * f if a.family == "gpt2" else 7 * h + 3 * kv + 4 * f
-    per_token += w.lora_rank * len(w.lora_targets)
-    total = w.tokens * per_token * w.dtype_bytes
+    h, f, kv, heads = a.hidden, a.ffn, a.kv_hidden, a.n_heads
+    targets = set(w.lora_targets) if w.lora_rank > 0 else set()
+    llama = a.family == "llama"
+    g_att = input_grad or bool(targets & {"q", "k", "v"})
+    g_mid = g_att or "o" in targets
+    mlp_in = {"gate", "up"} if llama else {"up"}
+    stats = 1 if llama else 2
+    per_token = 0
+    per_batch = 0  # elements not proportional to tokens (rotary tables)
+    lse = 0
+    if input_grad:
+        per_token += h + stats
+    if targets & {"q", "k", "v"}:
+        per_token += h
+    if g_att:
+        per_token += (h + 2 * kv if llama else 3 * h) + h
+        lse = heads
+        per_batch += 2 * w.seq * a.head_dim if llama else 0
+    elif "o" in targets:
+        per_token += h  # the o adapter's input, kept on its own when attention needs no grad
+    if g_mid:
+        per_token += h + stats
+    if targets & mlp_in:
+        per_token += h
+    if not llama and (g_mid or "up" in targets):
+        per_token += f  # GELU's input
+    elif llama and (g_mid or mlp_in <= targets):
+        per_token += 3 * f  # gate, SiLU(gate), up
+    elif llama and targets & mlp_in:
+        per_token += 2 * f if "gate" in targets else f  # only what the trainable branch needs
+    if "down" in targets:
+        per_token += f
+    per_token += w.lora_rank * len(targets)
+    total = (w.tokens * per_token + per_batch) * w.dtype_bytes + w.tokens * lse * FP32
     if attention_scores_saved:
-        total += w.batch * a.n_heads * w.seq * w.seq * w.dtype_bytes
+        total += w.batch * heads * w.seq * w.seq * w.dtype_bytes
     return total
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from sfsim.costs import Op
+from sfsim.costs import Op, Processor
 from sfsim.costs import footprint as fp
 from sfsim.engine import SERVER, Proc, Sim
 from sfsim.errors import InputError
@@ -56,9 +56,9 @@ def split_costs(world: World, dev: DeviceSpec, cut: int) -> SplitCosts:
     cm, dp, sp = world.costs, dev.processor, world.server.processor
     n_srv = world.arch.n_layers - cut
 
-    def side(ops: list[tuple[Op, int]], proc: object) -> tuple[float, float]:
-        t = sum(n * cm.time_s(op, w, proc) for op, n in ops if n)  # type: ignore[arg-type]
-        f = sum(n * cm.flops(op, w) for op, n in ops if n)
+    def side(ops: list[tuple[Op, int]], proc: Processor) -> tuple[float, float]:
+        t = sum((n * cm.time_s(op, w, proc) for op, n in ops if n), 0.0)
+        f = sum((n * cm.flops(op, w) for op, n in ops if n), 0.0)
         return t, f
 
     dev_fwd = side([(Op.EMBED_FWD, 1), (Op.BLOCK_FWD, cut)], dp)
@@ -101,8 +101,12 @@ class SplitScheme(Scheme):
         for d in w0.devices:
             w, c = w0.workload(d.batch), self.cut(d)
             st = fp.adapter_state(w, w0.scenario.model.lora.optimizer)
-            sim.alloc(d.id, "weights", fp.embedding_weight_bytes(w) + c * fp.block_weight_bytes(w),
-                      "embedding + device blocks")
+            sim.alloc(
+                d.id,
+                "weights",
+                fp.embedding_weight_bytes(w) + c * fp.block_weight_bytes(w),
+                "embedding + device blocks",
+            )
             sim.alloc(d.id, "adapters", c * st.adapters, "device LoRA")
             sim.alloc(d.id, "optimizer", c * st.optimizer, "device LoRA optimizer")
             sim.alloc(d.id, "overhead", d.overhead_bytes, "runtime")
@@ -141,8 +145,9 @@ class SplitScheme(Scheme):
         queue = ServerQueue.for_round(sim, r, self.scheduler, sim.scheduler_rng, instance)
         server = sim.env.process(queue.run())
         jobs = {j.id: j for j in instance.jobs}
-        yield sim.all_of([self.device_round(sim, r, d, queue, jobs[d.id])
-                          for d in sim.world.devices])
+        yield sim.all_of(
+            [self.device_round(sim, r, d, queue, jobs[d.id]) for d in sim.world.devices]
+        )
         yield server
         yield from self.aggregate(sim, r)
 
@@ -155,23 +160,27 @@ class SplitScheme(Scheme):
         k_total = sim.world.local_iterations
         for k in range(k_total):
             sim.alloc(d.id, "activations", acts, "saved activations")
-            yield from sim.compute(d.id, "device_fwd", c.dev_fwd_s, round=r, iteration=k,
-                                   flops=c.dev_fwd_flops)
+            yield from sim.compute(
+                d.id, "device_fwd", c.dev_fwd_s, round=r, iteration=k, flops=c.dev_fwd_flops
+            )
             sim.alloc(d.id, "boundary", c.down_bytes, "cut activations")
-            yield from sim.send(d.id, "uplink", "uplink_activations", c.up_bytes,
-                                round=r, iteration=k)
+            yield from sim.send(
+                d.id, "uplink", "uplink_activations", c.up_bytes, round=r, iteration=k
+            )
             sim.alloc(SERVER, "boundary", c.up_bytes, f"{d.id} activations")
             remaining = job.remaining_s(k)
             serve = partial(self.serve, sim, r)
             task = ServerTask(d.id, k, job.server_s[k], remaining, serve, sim.env.event())
             yield queue.submit(task)
-            yield from sim.send(d.id, "downlink", "downlink_gradients", c.down_bytes,
-                                round=r, iteration=k)
+            yield from sim.send(
+                d.id, "downlink", "downlink_gradients", c.down_bytes, round=r, iteration=k
+            )
             sim.free(SERVER, "boundary", c.down_bytes, f"{d.id} cut gradient sent")
             sim.alloc(d.id, "boundary", c.down_bytes, "cut gradient")
             sim.alloc(d.id, "gradients", cut * st.gradients, "device LoRA grads")
-            yield from sim.compute(d.id, "device_bwd", c.dev_bwd_s, round=r, iteration=k,
-                                   flops=c.dev_bwd_flops)
+            yield from sim.compute(
+                d.id, "device_bwd", c.dev_bwd_s, round=r, iteration=k, flops=c.dev_bwd_flops
+            )
             sim.free(d.id, "gradients", cut * st.gradients, "device LoRA grads")
             sim.free(d.id, "activations", acts, "saved activations")
             sim.free(d.id, "boundary", 2 * c.down_bytes, "cut activations and gradient")
@@ -188,11 +197,27 @@ class SplitScheme(Scheme):
         grads = n_srv * fp.adapter_state(w).gradients
         k = task.iteration
         sim.alloc(SERVER, "activations", acts, f"{d.id} saved activations")
-        yield from sim.compute(SERVER, "server_fwd", c.srv_fwd_s, round=r, iteration=k,
-                               flops=c.srv_fwd_flops, resource="server", device=d.id)
+        yield from sim.compute(
+            SERVER,
+            "server_fwd",
+            c.srv_fwd_s,
+            round=r,
+            iteration=k,
+            flops=c.srv_fwd_flops,
+            resource="server",
+            device=d.id,
+        )
         sim.alloc(SERVER, "gradients", grads, f"{d.id} server LoRA grads")
-        yield from sim.compute(SERVER, "server_bwd", c.srv_bwd_s, round=r, iteration=k,
-                               flops=c.srv_bwd_flops, resource="server", device=d.id)
+        yield from sim.compute(
+            SERVER,
+            "server_bwd",
+            c.srv_bwd_s,
+            round=r,
+            iteration=k,
+            flops=c.srv_bwd_flops,
+            resource="server",
+            device=d.id,
+        )
         sim.free(SERVER, "gradients", grads, f"{d.id} server LoRA grads")
         sim.free(SERVER, "activations", acts, f"{d.id} saved activations")
         sim.free(SERVER, "boundary", c.up_bytes, f"{d.id} activations")
@@ -203,12 +228,17 @@ class SplitScheme(Scheme):
         total = sum(c.adapter_bytes for c in self.costs.values())
         flops = 2.0 * total / fp.FP32  # a multiply-add per parameter per device
         seconds = flops / sim.world.server.processor.flops_per_s("fp32")
-        yield from sim.compute(SERVER, "aggregate", seconds, round=r, flops=flops,
-                               resource="server", vary=False)
-        yield sim.all_of([
-            sim.send(d.id, "downlink", "adapter_download", self.costs[d.id].adapter_bytes, round=r)
-            for d in sim.world.devices
-        ])
+        yield from sim.compute(
+            SERVER, "aggregate", seconds, round=r, flops=flops, resource="server", vary=False
+        )
+        yield sim.all_of(
+            [
+                sim.send(
+                    d.id, "downlink", "adapter_download", self.costs[d.id].adapter_bytes, round=r
+                )
+                for d in sim.world.devices
+            ]
+        )
         sim.free(SERVER, "adapters", total, "uploaded adapters averaged and sent")
 
 
@@ -247,8 +277,12 @@ class SFLv2(SplitScheme):
         # The head's matrix lives on the server even when it is tied to the device's embedding.
         tied = w0.arch.vocab * w0.arch.hidden if w0.arch.tied_embeddings else 0
         head = (w0.arch.head_params() + tied) * w.dtype_bytes
-        sim.alloc(SERVER, "weights", n * fp.block_weight_bytes(w) + head,
-                  "shared server-side blocks + head")
+        sim.alloc(
+            SERVER,
+            "weights",
+            n * fp.block_weight_bytes(w) + head,
+            "shared server-side blocks + head",
+        )
         st = fp.adapter_state(w, w0.scenario.model.lora.optimizer)
         sim.alloc(SERVER, "adapters", n * st.adapters, "shared server-side LoRA")
         sim.alloc(SERVER, "optimizer", n * st.optimizer, "shared server-side optimizer")
