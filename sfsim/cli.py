@@ -12,7 +12,8 @@ import json
 import shutil
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
@@ -56,6 +57,18 @@ def user_errors(fn: F) -> F:
             raise fail(exc.message) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def about(path: Path) -> Iterator[None]:
+    """Errors raised while handling ``path`` name it, if they do not name a file already."""
+    try:
+        yield
+    except InputError as exc:
+        if exc.file is None:
+            exc.file = str(path)
+            exc.args = (exc.message,)
+        raise
 
 
 def _default_out(name: str, scheme: str, scheduler: str, seed: int) -> Path:
@@ -152,10 +165,10 @@ def run(
     from sfsim.run import resolve, simulate
     from sfsim.scenario import dump_scenario, load_scenario
 
-    s = load_scenario(scenario)
     if seed is not None and seed < 0:
         raise InputError("must be a non-negative integer", key="--seed")
-    resolved = resolve(s, scheme=scheme, scheduler=scheduler, seed=seed)
+    with about(scenario):
+        resolved = resolve(load_scenario(scenario), scheme=scheme, scheduler=scheduler, seed=seed)
     if out is not None and out.exists() and not overwrite:
         raise InputError("already exists; choose another --out or pass --overwrite", file=out)
     if out is None:
@@ -165,7 +178,7 @@ def run(
     from sfsim.progress import progress, round_callback
 
     try:
-        with progress(
+        with about(scenario), progress(
             resolved.training.rounds,
             f"simulating {resolved.name}",
             enabled=False if quiet else None,
@@ -228,7 +241,8 @@ def validate(scenario: Annotated[Path, typer.Argument(help="scenario YAML file")
     from sfsim.run import resolve
     from sfsim.scenario import load_scenario
 
-    s = resolve(load_scenario(scenario))
+    with about(scenario):
+        s = resolve(load_scenario(scenario))
     out_console.print(
         f"ok: {scenario} ({len(s.devices)} devices, scheme {s.training.scheme}, "
         f"model {s.model.arch})"

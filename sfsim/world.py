@@ -16,6 +16,7 @@ import numpy as np
 
 from sfsim.costs import CostModel, ModelArch, Processor, Workload, build_cost_model, get_arch
 from sfsim.costs.processors import catalogue, processor_from_dict
+from sfsim.errors import InputError
 from sfsim.links import FixedLink, Link, ShannonLink, dbm_to_w, path_loss_db
 from sfsim.scenario import ChannelCfg, DeviceCfg, FleetCfg, Range, Scenario, VariabilityCfg
 
@@ -114,7 +115,10 @@ def _fleet_devices(f: FleetCfg, rng: np.random.Generator, taken: set[str]) -> li
     for i, proc in enumerate(classes):
         dev_id = f"{f.id_prefix}{i:0{width}d}"
         if dev_id in taken:
-            raise ValueError(f"generated device id {dev_id!r} clashes with an explicit device")
+            raise InputError(
+                f"generated device id {dev_id!r} clashes with an explicit device",
+                key="fleet.id_prefix",
+            )
         samples = _draw(f.samples, rng)
         out.append(
             DeviceCfg(

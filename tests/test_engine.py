@@ -244,3 +244,66 @@ def test_memsfl_server_memory_vs_sfl_v2(tiny):
     ) * state
     # the peak includes the activations of the device in service, on top of the static part
     assert mem.summary["server_peak_bytes"] > sm.sum()
+
+
+# ---- property tests over random small scenarios --------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+device_st = st.fixed_dictionaries(
+    {
+        "processor": st.sampled_from(["dev-fast", "dev-slow"]),
+        "batch_size": st.integers(1, 4),
+        "cut": st.integers(1, 11),
+        "uplink_mbps": st.floats(1, 500),
+        "downlink_mbps": st.floats(1, 500),
+    }
+)
+
+
+def _random_scenario(devices, k, scheduler, rounds=1):
+    d = {**TINY, "devices": [{**dev, "id": f"d{i}", "overhead_mb": 0}
+                             for i, dev in enumerate(devices)]}
+    d["training"] = {"scheme": "memsfl", "rounds": rounds, "local_iterations": k}
+    d["scheduler"] = {"name": scheduler}
+    return d
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    devices=st.lists(device_st, min_size=1, max_size=6),
+    k=st.integers(1, 3),
+    scheduler=st.sampled_from(["fifo", "random", "schrage", "spt", "lpt", "longest_tail"]),
+    scheme=st.sampled_from(["memsfl", "sfl_v2"]),
+)
+def test_invariants_on_random_scenarios(devices, k, scheduler, scheme):
+    res = run_dict(_random_scenario(devices, k, scheduler), scheme=scheme)
+    t = res.trace
+    assert _no_overlap(t[t["resource"] == "server"])
+    for (_, r), spans in t.groupby(["device", "resource"]):
+        if r in ("device", "uplink", "downlink"):
+            assert _no_overlap(spans)
+    assert t["end_s"].max() == pytest.approx(res.summary["makespan_s"])
+    assert len(t[t["phase"] == "server_fwd"]) == len(devices) * k
+    # every server task starts after its activations arrived and ends before its gradient leaves
+    up = t[t["phase"] == "uplink_activations"].set_index(["device", "iteration"])
+    srv = t[t["phase"] == "server_fwd"].set_index(["device", "iteration"])
+    down = t[t["phase"] == "downlink_gradients"].set_index(["device", "iteration"])
+    assert (srv["start_s"] >= up.loc[srv.index, "end_s"] - 1e-12).all()
+    assert (down["start_s"] >= srv.loc[down.index, "end_s"] - 1e-12).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(devices=st.lists(device_st, min_size=1, max_size=5), faster=st.floats(1.01, 10))
+def test_a_faster_uplink_never_delays_a_release(devices, faster):
+    """Device 0's first activations reach the server no later when its uplink is faster."""
+    base = run_dict(_random_scenario(devices, 1, "fifo")).trace
+    quick = [dict(devices[0], uplink_mbps=devices[0]["uplink_mbps"] * faster), *devices[1:]]
+    fast = run_dict(_random_scenario(quick, 1, "fifo")).trace
+
+    def release(t):
+        up = t[(t["phase"] == "uplink_activations") & (t["device"] == "d0")]
+        return up["end_s"].min()
+
+    assert release(fast) <= release(base) + 1e-12
