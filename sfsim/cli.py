@@ -143,6 +143,8 @@ def print_summary(summary: dict[str, Any], out: Path | None) -> None:
     for ph, s in sorted(summary["time_by_phase_s"].items(), key=lambda kv: -kv[1]):
         phases.add_row(ph, f"{s:.3f}")
     out_console.print(phases)
+    if summary.get("scheduler_note"):
+        out_console.print(f"note: {summary['scheduler_note']}")
     if out is not None:
         out_console.print(f"run folder: {out}")
 

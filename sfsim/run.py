@@ -125,6 +125,11 @@ def simulate(
     summary = summarize(trace, memory, bounds, header, devices)
     summary["server_memory_bytes"] = world.server.memory_bytes
     plans = sim.notes.get("plans", [])
+    if cls.fixed_scheduler and s.scheduler.name != cls.fixed_scheduler:
+        summary["scheduler_note"] = (
+            f"{cls.name} fixes its own order ({cls.fixed_scheduler}); the scenario's scheduler "
+            f"{s.scheduler.name!r} was not used"
+        )
     if plans:
         uploads = trace[trace["phase"] == "adapter_upload"].groupby("round")["end_s"].max()
         for p, (start, _) in zip(plans, bounds, strict=False):
