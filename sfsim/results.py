@@ -63,6 +63,16 @@ def peak_breakdown(memory: pd.DataFrame, owner: str) -> dict[str, float]:
     return {str(k): float(v) for k, v in by_kind.items() if abs(v) > 0}
 
 
+def union_length_s(spans: pd.DataFrame) -> float:
+    """Time covered by at least one span (spans may overlap, e.g. a processor-shared server)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(zip(spans["start_s"], spans["end_s"], strict=True)):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def time_by_phase(trace: pd.DataFrame) -> dict[str, float]:
     d = (trace["end_s"] - trace["start_s"]).groupby(trace["phase"]).sum()
     return {str(k): float(v) for k, v in d.items()}
@@ -96,8 +106,7 @@ def summarize(
 ) -> dict[str, Any]:
     peaks = peak_bytes(memory)
     links = link_bytes(trace)
-    server_busy = trace[trace["resource"] == "server"]
-    busy_s = float((server_busy["end_s"] - server_busy["start_s"]).sum())
+    busy_s = union_length_s(trace[trace["resource"] == "server"])
     makespan = round_bounds[-1][1] if round_bounds else 0.0
     per_device = {}
     for dev_id, info in devices.items():

@@ -84,6 +84,7 @@ def simulate(
     scheme = cls(scheduler)
     sim = Sim(world)
     scheme.setup(sim)
+    world = sim.world  # setup may replace the devices (e.g. cuts chosen by a cut policy)
     bounds: list[tuple[float, float]] = []
 
     def main() -> Proc:
@@ -124,6 +125,9 @@ def simulate(
     }
     summary = summarize(trace, memory, bounds, header, devices)
     summary["server_memory_bytes"] = world.server.memory_bytes
+    scheme_notes = {k: v for k, v in sim.notes.items() if k != "plans"}
+    if scheme_notes:  # what a scheme decided in setup (chosen cuts, backbones)
+        summary["scheme_notes"] = scheme_notes
     plans = sim.notes.get("plans", [])
     if cls.fixed_scheduler and s.scheduler.name != cls.fixed_scheduler:
         summary["scheduler_note"] = (

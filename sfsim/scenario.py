@@ -158,10 +158,41 @@ class ChannelCfg(Section):
     coherence_ms: PosFloat = 10.0
 
 
+class PipelineCfg(Section):
+    """Streaming schemes (splitfrozen, fedmobillm): how far devices may run ahead of the server."""
+
+    buffer_batches: PosInt = 2  # a device's forward outputs not yet consumed by the server
+    max_inflight: PosInt = 2  # splitfrozen: batches forwarded on the server, backward pending
+    backward_chunk_blocks: PosInt = 1  # splitfrozen: blocks per backward stage (decomposition)
+
+
+class FedMobiLLMCfg(Section):
+    """fedmobillm: which frozen backbone each device runs, and the server's side network."""
+
+    backbones: list[str] = Field(default_factory=list)  # empty: model.arch's family, up to it
+    backbone_policy: Literal["largest_fit", "by_processor"] = "largest_fit"
+    by_processor: dict[str, str] = Field(default_factory=dict)  # processor class -> backbone
+    taps: PosInt = 4  # backbone layers whose outputs are uploaded (evenly spaced, last included)
+    side_ratio: Annotated[float, Field(gt=0, le=1)] = 0.125  # side width / model.arch hidden
+
+    @field_validator("backbones")
+    @classmethod
+    def _known_backbones(cls, v: list[str]) -> list[str]:
+        for name in v:
+            get_arch(name)
+        return v
+
+
 class TrainingCfg(Section):
     scheme: str = "memsfl"
     rounds: PosInt = 1
     local_iterations: PosInt = 1
+    # Split schemes: "fixed" uses each device's `cut`; for devices without one, "max_fit" takes
+    # the largest cut their memory holds, "balanced" evens device-side times at the slowest
+    # device's, "min_time" picks the balanced cuts of least estimated round time (schemes/cuts.py).
+    cut_policy: Literal["fixed", "max_fit", "balanced", "min_time"] = "fixed"
+    pipeline: PipelineCfg = Field(default_factory=PipelineCfg)
+    fedmobillm: FedMobiLLMCfg = Field(default_factory=FedMobiLLMCfg)
 
 
 class SchedulerCfg(Section):
@@ -219,7 +250,27 @@ class Scenario(Section):
                     raise _KeyError("fleet.cut", _cut_msg(c, self.model.arch, depth))
         if self.server.processor not in known:
             raise _KeyError("server.processor", _unknown_processor(self.server.processor, known))
+        self._check_backbones(known)
         return self
+
+    def _check_backbones(self, known: set[str]) -> None:
+        fm = self.training.fedmobillm
+        family = get_arch(self.model.arch).family
+        for name in fm.backbones:
+            if get_arch(name).family != family:
+                raise _KeyError("training.fedmobillm.backbones",
+                                f"backbone {name!r} is not of {self.model.arch}'s family {family}")
+        for proc, name in fm.by_processor.items():
+            key = f"training.fedmobillm.by_processor.{proc}"
+            if proc not in known:
+                raise _KeyError(key, _unknown_processor(proc, known))
+            try:
+                arch = get_arch(name)
+            except ValueError as exc:
+                raise _KeyError(key, str(exc)) from None
+            if arch.family != family:
+                raise _KeyError(key, f"backbone {name!r} is not of {self.model.arch}'s family "
+                                     f"{family}")
 
 
 class _KeyError(ValueError):

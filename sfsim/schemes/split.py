@@ -16,18 +16,27 @@ The two schemes differ in what the server keeps in memory and who picks the orde
   order comes from the scenario's scheduler.
 * ``sfl_v2`` (SplitFed v2 / SplitLoRA): one shared server-side model (blocks c_min+1..L and the
   head) with ONE shared adapter set, updated device after device in FIFO order of arrival.
+  ``splitlora`` is the same system under its LLM name (SplitLoRA is SFL v2 with LoRA).
+
+Cuts come from the scenario or from a cut policy (``training.cut_policy``, `sfsim.schemes.cuts`);
+the chosen cuts replace the world's devices before anything is allocated. ``sfl_v1``
+(`sfsim.schemes.sfl_v1`) reuses this device side and swaps the server for a shared processor.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from functools import partial
+
+import numpy as np
+import simpy
 
 from sfsim.costs import Op, Processor
 from sfsim.costs import footprint as fp
 from sfsim.engine import SERVER, Proc, Sim
-from sfsim.errors import InputError
-from sfsim.schedulers import Instance, Job
+from sfsim.schedulers import Instance, Job, get_scheduler, makespan
+from sfsim.schemes import cuts as cut_policy
 from sfsim.schemes.base import Scheme, register_scheme
 from sfsim.server import ServerQueue, ServerTask
 from sfsim.world import DeviceSpec, World
@@ -83,19 +92,77 @@ def split_costs(world: World, dev: DeviceSpec, cut: int) -> SplitCosts:
     )
 
 
+def round_instance(world: World, costs: dict[str, SplitCosts]) -> Instance:
+    """The round as a scheduler sees it: estimated release, server times, lags and tails."""
+    jobs = []
+    k = world.local_iterations
+    for d in world.devices:
+        c = costs[d.id]
+        up = d.uplink.expected_rate_bps()
+        down = d.downlink.expected_rate_bps()
+        up_s = d.uplink.latency_s + 8 * c.up_bytes / up
+        down_s = d.downlink.latency_s + 8 * c.down_bytes / down
+        adapter_s = d.uplink.latency_s + 8 * c.adapter_bytes / up
+        lag = down_s + c.dev_bwd_s + c.dev_fwd_s + up_s
+        jobs.append(
+            Job(
+                id=d.id,
+                release_s=c.dev_fwd_s + up_s,
+                server_s=(c.srv_fwd_s + c.srv_bwd_s,) * k,
+                lag_s=(lag,) * (k - 1),
+                tail_s=down_s + c.dev_bwd_s + adapter_s,
+            )
+        )
+    return Instance(tuple(jobs))
+
+
+def server_side_weight_bytes(world: World, n_blocks: int) -> float:
+    """Frozen weights of a server-side model part: ``n_blocks`` blocks, final norm and head.
+
+    The head's matrix lives on the server even when it is tied to the device's embedding.
+    """
+    w = world.workload(1)
+    tied = world.arch.vocab * world.arch.hidden if world.arch.tied_embeddings else 0
+    head = (world.arch.head_params() + tied) * w.dtype_bytes
+    return n_blocks * fp.block_weight_bytes(w) + head
+
+
+#: What a device's iteration hands the server: an event that fires when the server is done.
+Submit = Callable[[DeviceSpec, int], simpy.Event]
+
+
 class SplitScheme(Scheme):
     """Shared machinery of split schemes with a one-at-a-time server."""
 
     def cut(self, dev: DeviceSpec) -> int:
-        if dev.cut is None:
-            raise InputError(
-                f"scheme {self.name!r} needs a cut layer for device {dev.id!r}",
-                key="devices[].cut / fleet.cut",
-            )
+        assert dev.cut is not None, "cuts are chosen in setup()"
         return dev.cut
+
+    def choose_cuts(self, sim: Sim) -> None:
+        """Apply the scenario's cut policy and put the chosen cuts into the world."""
+        w0 = sim.world
+
+        def estimate(cuts: dict[str, int]) -> float:
+            costs = {d.id: split_costs(w0, d, cuts[d.id]) for d in w0.devices}
+            inst = round_instance(w0, costs)
+            return makespan(inst, get_scheduler("schrage").order(inst, np.random.default_rng(0)))
+
+        def device_s(d: DeviceSpec, c: int) -> float:
+            sc = split_costs(w0, d, c)
+            return sc.dev_fwd_s + sc.dev_bwd_s
+
+        choice = cut_policy.choose_cuts(
+            w0, w0.scenario.training.cut_policy, scheme=self.name,
+            peak=partial(cut_policy.split_device_peak_bytes, w0), device_s=device_s,
+            estimate=estimate,
+        )
+        sim.world = cut_policy.with_cuts(w0, choice.cuts)
+        if choice.chosen:
+            sim.notes["cuts"] = asdict(choice)
 
     # ---- memory laid out at t = 0 -------------------------------------------------------------
     def setup(self, sim: Sim) -> None:
+        self.choose_cuts(sim)
         w0 = sim.world
         self.costs = {d.id: split_costs(w0, d, self.cut(d)) for d in w0.devices}
         for d in w0.devices:
@@ -118,40 +185,32 @@ class SplitScheme(Scheme):
 
     # ---- one round ----------------------------------------------------------------------------
     def estimate(self, sim: Sim) -> Instance:
-        """The round as the scheduler sees it: estimated release, server times, lags, tails."""
-        jobs = []
-        k = sim.world.local_iterations
-        for d in sim.world.devices:
-            c = self.costs[d.id]
-            up = d.uplink.expected_rate_bps()
-            down = d.downlink.expected_rate_bps()
-            up_s = d.uplink.latency_s + 8 * c.up_bytes / up
-            down_s = d.downlink.latency_s + 8 * c.down_bytes / down
-            adapter_s = d.uplink.latency_s + 8 * c.adapter_bytes / up
-            lag = down_s + c.dev_bwd_s + c.dev_fwd_s + up_s
-            jobs.append(
-                Job(
-                    id=d.id,
-                    release_s=c.dev_fwd_s + up_s,
-                    server_s=(c.srv_fwd_s + c.srv_bwd_s,) * k,
-                    lag_s=(lag,) * (k - 1),
-                    tail_s=down_s + c.dev_bwd_s + adapter_s,
-                )
-            )
-        return Instance(tuple(jobs))
+        """The round as the scheduler sees it (estimated times, no fading or slowdowns)."""
+        return round_instance(sim.world, self.costs)
 
     def round(self, sim: Sim, r: int) -> Proc:
-        instance = self.estimate(sim)
-        queue = ServerQueue.for_round(sim, r, self.scheduler, sim.scheduler_rng, instance)
-        server = sim.env.process(queue.run())
-        jobs = {j.id: j for j in instance.jobs}
-        yield sim.all_of(
-            [self.device_round(sim, r, d, queue, jobs[d.id]) for d in sim.world.devices]
-        )
-        yield server
+        submit, server = self.start_server(sim, r)
+        yield sim.all_of([self.device_round(sim, r, d, submit) for d in sim.world.devices])
+        if server is not None:
+            yield server
         yield from self.aggregate(sim, r)
 
-    def device_round(self, sim: Sim, r: int, d: DeviceSpec, queue: ServerQueue, job: Job) -> Proc:
+    def start_server(self, sim: Sim, r: int) -> tuple[Submit, simpy.Process | None]:
+        """The round's server: a queue served one task at a time in the scheduler's order."""
+        instance = self.estimate(sim)
+        queue = ServerQueue.for_round(sim, r, self.scheduler, sim.scheduler_rng, instance)
+        jobs = {j.id: j for j in instance.jobs}
+        serve = partial(self.serve, sim, r)
+
+        def submit(d: DeviceSpec, k: int) -> simpy.Event:
+            job = jobs[d.id]
+            task = ServerTask(d.id, k, job.server_s[k], job.remaining_s(k), serve,
+                              sim.env.event())
+            return queue.submit(task)
+
+        return submit, sim.env.process(queue.run())
+
+    def device_round(self, sim: Sim, r: int, d: DeviceSpec, submit: Submit) -> Proc:
         c = self.costs[d.id]
         w = sim.world.workload(d.batch)
         cut = self.cut(d)
@@ -160,27 +219,20 @@ class SplitScheme(Scheme):
         k_total = sim.world.local_iterations
         for k in range(k_total):
             sim.alloc(d.id, "activations", acts, "saved activations")
-            yield from sim.compute(
-                d.id, "device_fwd", c.dev_fwd_s, round=r, iteration=k, flops=c.dev_fwd_flops
-            )
+            yield from sim.compute(d.id, "device_fwd", c.dev_fwd_s, round=r, iteration=k,
+                                   flops=c.dev_fwd_flops)
             sim.alloc(d.id, "boundary", c.down_bytes, "cut activations")
-            yield from sim.send(
-                d.id, "uplink", "uplink_activations", c.up_bytes, round=r, iteration=k
-            )
+            yield from sim.send(d.id, "uplink", "uplink_activations", c.up_bytes,
+                                round=r, iteration=k)
             sim.alloc(SERVER, "boundary", c.up_bytes, f"{d.id} activations")
-            remaining = job.remaining_s(k)
-            serve = partial(self.serve, sim, r)
-            task = ServerTask(d.id, k, job.server_s[k], remaining, serve, sim.env.event())
-            yield queue.submit(task)
-            yield from sim.send(
-                d.id, "downlink", "downlink_gradients", c.down_bytes, round=r, iteration=k
-            )
+            yield submit(d, k)
+            yield from sim.send(d.id, "downlink", "downlink_gradients", c.down_bytes,
+                                round=r, iteration=k)
             sim.free(SERVER, "boundary", c.down_bytes, f"{d.id} cut gradient sent")
             sim.alloc(d.id, "boundary", c.down_bytes, "cut gradient")
             sim.alloc(d.id, "gradients", cut * st.gradients, "device LoRA grads")
-            yield from sim.compute(
-                d.id, "device_bwd", c.dev_bwd_s, round=r, iteration=k, flops=c.dev_bwd_flops
-            )
+            yield from sim.compute(d.id, "device_bwd", c.dev_bwd_s, round=r, iteration=k,
+                                   flops=c.dev_bwd_flops)
             sim.free(d.id, "gradients", cut * st.gradients, "device LoRA grads")
             sim.free(d.id, "activations", acts, "saved activations")
             sim.free(d.id, "boundary", 2 * c.down_bytes, "cut activations and gradient")
@@ -188,45 +240,40 @@ class SplitScheme(Scheme):
         sim.alloc(SERVER, "adapters", c.adapter_bytes, f"{d.id} uploaded adapters")
 
     def serve(self, sim: Sim, r: int, task: ServerTask) -> Proc:
-        """Server forward + backward for one device's iteration."""
-        d = sim.world.device(task.device)
+        """Server forward + backward for one device's iteration (a queued task)."""
+        yield from self.serve_iteration(sim, r, sim.world.device(task.device), task.iteration)
+
+    def serve_iteration(self, sim: Sim, r: int, d: DeviceSpec, k: int) -> Proc:
+        """Server forward + backward for device d's iteration k, with its memory."""
         c = self.costs[d.id]
         w = sim.world.workload(d.batch)
         n_srv = sim.world.arch.n_layers - self.cut(d)
         acts = n_srv * fp.block_saved_activation_bytes(w) + fp.head_saved_activation_bytes(w)
         grads = n_srv * fp.adapter_state(w).gradients
-        k = task.iteration
         sim.alloc(SERVER, "activations", acts, f"{d.id} saved activations")
-        yield from sim.compute(
-            SERVER,
-            "server_fwd",
-            c.srv_fwd_s,
-            round=r,
-            iteration=k,
-            flops=c.srv_fwd_flops,
-            resource="server",
-            device=d.id,
-        )
+        yield from self.server_compute(sim, r, k, d, "server_fwd", c.srv_fwd_s, c.srv_fwd_flops)
         sim.alloc(SERVER, "gradients", grads, f"{d.id} server LoRA grads")
-        yield from sim.compute(
-            SERVER,
-            "server_bwd",
-            c.srv_bwd_s,
-            round=r,
-            iteration=k,
-            flops=c.srv_bwd_flops,
-            resource="server",
-            device=d.id,
-        )
+        yield from self.server_compute(sim, r, k, d, "server_bwd", c.srv_bwd_s, c.srv_bwd_flops)
         sim.free(SERVER, "gradients", grads, f"{d.id} server LoRA grads")
         sim.free(SERVER, "activations", acts, f"{d.id} saved activations")
         sim.free(SERVER, "boundary", c.up_bytes, f"{d.id} activations")
         sim.alloc(SERVER, "boundary", c.down_bytes, f"{d.id} cut gradient")
 
+    def server_compute(self, sim: Sim, r: int, k: int, d: DeviceSpec, phase: str,
+                       seconds: float, flops: float) -> Proc:
+        """Hold the server for one phase (one device at a time; sfl_v1 shares it instead)."""
+        yield from sim.compute(SERVER, phase, seconds, round=r, iteration=k, flops=flops,
+                               resource="server", device=d.id)
+
+    def server_adapter_bytes_to_average(self, sim: Sim) -> float:
+        """Server-side adapter bytes FedAvg'd each round besides the uploaded ones (sfl_v1)."""
+        return 0.0
+
     def aggregate(self, sim: Sim, r: int) -> Proc:
         """FedAvg of the uploaded device adapters, then each device gets its part back."""
         total = sum(c.adapter_bytes for c in self.costs.values())
-        flops = 2.0 * total / fp.FP32  # a multiply-add per parameter per device
+        averaged = total + self.server_adapter_bytes_to_average(sim)
+        flops = 2.0 * averaged / fp.FP32  # a multiply-add per parameter per device
         seconds = flops / sim.world.server.processor.flops_per_s("fp32")
         yield from sim.compute(
             SERVER, "aggregate", seconds, round=r, flops=flops, resource="server", vary=False
@@ -274,15 +321,17 @@ class SFLv2(SplitScheme):
         w0 = sim.world
         w = w0.workload(1)
         n = w0.arch.n_layers - min(self.cut(d) for d in w0.devices)
-        # The head's matrix lives on the server even when it is tied to the device's embedding.
-        tied = w0.arch.vocab * w0.arch.hidden if w0.arch.tied_embeddings else 0
-        head = (w0.arch.head_params() + tied) * w.dtype_bytes
-        sim.alloc(
-            SERVER,
-            "weights",
-            n * fp.block_weight_bytes(w) + head,
-            "shared server-side blocks + head",
-        )
+        sim.alloc(SERVER, "weights", server_side_weight_bytes(w0, n),
+                  "shared server-side blocks + head")
         st = fp.adapter_state(w, w0.scenario.model.lora.optimizer)
         sim.alloc(SERVER, "adapters", n * st.adapters, "shared server-side LoRA")
         sim.alloc(SERVER, "optimizer", n * st.optimizer, "shared server-side optimizer")
+
+
+@register_scheme
+class SplitLoRA(SFLv2):
+    name = "splitlora"
+    description = (
+        "SplitLoRA: the same system as sfl_v2 (SplitFed v2 with LoRA adapters), registered under "
+        "its LLM name"
+    )

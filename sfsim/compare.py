@@ -1,0 +1,131 @@
+"""Compare training schemes on one scenario: one row per scheme, the same fleet and channel.
+
+``compare`` runs a scenario once under every registered scheme (or a chosen few), each through
+the ordinary `sfsim.run.resolve` / `sfsim.run.simulate` path, and reduces every run to the
+counters the papers argue about:
+
+* time: the makespan (training time) and the mean round time;
+* computation: FLOPs and seconds on the devices, FLOPs on the server (from the compute spans);
+* communication: bytes up and down (from the transfer spans);
+* memory: the server's peak and the largest device peak.
+
+A scheme the scenario cannot run (a device that cannot hold its work, a missing cut) is not an
+error of the comparison: its row says ``skipped`` and why. ``sfsim compare`` prints the table and
+writes it as Parquet and CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+
+from sfsim.errors import InputError
+from sfsim.results import RunResult
+from sfsim.run import resolve, simulate
+from sfsim.scenario import Scenario, load_scenario
+from sfsim.schemes import scheme_class, schemes
+
+COLUMNS = [
+    "scheme", "status", "makespan_s", "round_s_mean", "device_flops", "device_compute_s",
+    "server_flops", "uplink_bytes", "downlink_bytes", "link_bytes", "server_peak_bytes",
+    "device_peak_max_bytes", "note",
+]
+
+
+def counters(result: RunResult) -> dict[str, Any]:
+    """A run reduced to time, computation, communication and memory (see module docstring)."""
+    s, t = result.summary, result.trace
+    dev = t[t["resource"] == "device"]
+    srv = t[t["resource"] == "server"]
+    rounds = s["round_s"]
+    return {
+        "scheme": s["scheme"],
+        "status": "ok",
+        "makespan_s": s["makespan_s"],
+        "round_s_mean": sum(rounds) / len(rounds) if rounds else 0.0,
+        "device_flops": float(dev["flops"].sum()),
+        "device_compute_s": float((dev["end_s"] - dev["start_s"]).sum()),
+        "server_flops": float(srv["flops"].sum()),
+        "uplink_bytes": s["uplink_bytes"],
+        "downlink_bytes": s["downlink_bytes"],
+        "link_bytes": s["uplink_bytes"] + s["downlink_bytes"],
+        "server_peak_bytes": s["server_peak_bytes"],
+        "device_peak_max_bytes": max(s["device_peak_bytes"].values(), default=0.0),
+        "note": "",
+    }
+
+
+def run_scheme(s: Scenario, scheme: str, **overrides: Any) -> RunResult:
+    """One scheme on a scenario (``overrides``: scheduler=, seed= as for `resolve`)."""
+    return simulate(resolve(s, scheme=scheme, **overrides))
+
+
+def compare(
+    s: Scenario,
+    names: Sequence[str] | None = None,
+    *,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    **overrides: Any,
+) -> pd.DataFrame:
+    """Run ``s`` under each scheme (default: all registered) and return one row per scheme."""
+    names = list(names) if names else list(schemes())
+    for n in names:
+        scheme_class(n, key="--schemes")  # fail early, listing the known names
+    rows = []
+    for n in names:
+        try:
+            row = counters(run_scheme(s, n, **overrides))
+        except InputError as exc:
+            row = {c: None for c in COLUMNS} | {"scheme": n, "status": "skipped",
+                                                "note": exc.problem}
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _fmt(v: Any, scale: float, digits: int) -> str:
+    return "-" if v is None or pd.isna(v) else f"{v / scale:.{digits}f}"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``sfsim compare`` to the command line."""
+    from rich.table import Table
+
+    from sfsim.cli import out_console, user_errors
+
+    @app.command("compare")
+    @user_errors
+    def compare_cmd(
+        scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+        out: Annotated[Path | None, typer.Option(help="folder for compare.parquet / .csv")] = None,
+        schemes_: Annotated[str | None, typer.Option(
+            "--schemes", help="comma-separated scheme names (default: every scheme)")] = None,
+        seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
+    ) -> None:
+        """Run one scenario under every scheme and tabulate time, FLOPs, bytes and memory."""
+        s = load_scenario(scenario)
+        names = [n.strip() for n in schemes_.split(",") if n.strip()] if schemes_ else None
+        df = compare(s, names, seed=seed)
+        table = Table(title=f"sfsim compare: {s.name}")
+        heads = ["scheme", "time s", "device TFLOP", "server TFLOP", "up MB", "down MB",
+                 "server peak GB", "device peak GB", "note"]
+        for h in heads:
+            table.add_column(h, justify="left" if h in ("scheme", "note") else "right")
+        for r in df.to_dict("records"):
+            note = r["note"] if r["status"] == "ok" else f"skipped: {r['note']}"
+            table.add_row(r["scheme"], _fmt(r["makespan_s"], 1, 3),
+                          _fmt(r["device_flops"], 1e12, 3), _fmt(r["server_flops"], 1e12, 3),
+                          _fmt(r["uplink_bytes"], 1e6, 2), _fmt(r["downlink_bytes"], 1e6, 2),
+                          _fmt(r["server_peak_bytes"], 1e9, 3),
+                          _fmt(r["device_peak_max_bytes"], 1e9, 3), note)
+        out_console.print(table)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            df.to_parquet(out / "compare.parquet", index=False)
+            df.to_csv(out / "compare.csv", index=False)
+            out_console.print(f"written: {out / 'compare.parquet'}, {out / 'compare.csv'}")

@@ -1,0 +1,213 @@
+"""Fed MobiLLM (paper 001): forward-only devices on own backbones, a side network on the server.
+
+Each device runs a *frozen* backbone sized to its memory, forward only (``Op.BLOCK_FWD_FROZEN``,
+nothing saved, no backward, no adapters). Backbones differ across the fleet but share a family
+(e.g. GPT-2 small / medium / large): by default each device gets the largest backbone of
+``training.fedmobillm.backbones`` whose forward fits its memory (``backbone_policy:
+largest_fit``), or the one named for its processor class (``by_processor``; other classes fall
+back to largest_fit).
+
+For every sample the device uploads the hidden states at the tapped layers plus the labels,
+**once**: the first time a sample is used. The server keeps them in an activation cache (server
+memory, kind ``cache``, held until training ends) and later epochs train from the cache without
+the device. The server trains ONE shared side network (`sfsim.schemes.side`) with one alignment
+layer set per backbone kind, asynchronously: it takes cached batches one at a time in the order
+they arrived, never waiting for a particular device, and nothing is sent back during training.
+
+Devices stream (`sfsim.schemes.stream`): forward of batch t+1 overlaps the upload of batch t,
+bounded by ``training.pipeline.buffer_batches``; a credit returns as soon as a batch lands in the
+cache. Rounds keep the other schemes' bookkeeping (K server steps per device per round, samples
+processed = rounds × K × batch per device) but carry no aggregation or broadcast.
+
+Convergence (the paper's 5.1× faster convergence) depends on rounds-to-accuracy, which a systems
+simulator does not model: compare wall-clock time for the same number of steps instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from sfsim.costs import ARCHS, ModelArch, Op, Workload, get_arch
+from sfsim.costs import footprint as fp
+from sfsim.engine import SERVER, Proc, Sim
+from sfsim.errors import InfeasibleError
+from sfsim.schemes.base import Scheme, register_scheme
+from sfsim.schemes.cuts import GB, frozen_working_bytes
+from sfsim.schemes.side import SideNet, build_side_net, tap_layers
+from sfsim.schemes.split import server_side_weight_bytes
+from sfsim.schemes.stream import Arrival, DeviceStream, Mailbox, StreamCosts
+from sfsim.world import DeviceSpec, World
+
+
+def backbone_workload(world: World, arch: ModelArch, batch: int) -> Workload:
+    return replace(world.workload(batch), arch=arch)
+
+
+def upload_bytes(world: World, dev: DeviceSpec, arch: ModelArch, taps: int) -> float:
+    """Tapped hidden states and labels of one batch: what is uploaded and cached."""
+    w = backbone_workload(world, arch, dev.batch)
+    return taps * fp.boundary_bytes(w) + fp.label_bytes(w)
+
+
+def backbone_device_peak_bytes(world: World, dev: DeviceSpec, arch: ModelArch) -> float:
+    """Backbone weights (embedding + blocks, no head), one block's forward working set, the
+    send buffer's outputs, and the runtime overhead."""
+    w = backbone_workload(world, arch, dev.batch)
+    weights = fp.embedding_weight_bytes(w) + arch.n_layers * fp.block_weight_bytes(w)
+    buffer = world.scenario.training.pipeline.buffer_batches
+    taps = len(tap_layers(arch.n_layers, world.scenario.training.fedmobillm.taps))
+    return (weights + frozen_working_bytes(w) + buffer * upload_bytes(world, dev, arch, taps)
+            + dev.overhead_bytes)
+
+
+def candidate_backbones(world: World) -> list[ModelArch]:
+    """The backbones devices may run, smallest first (default: the model's family up to it)."""
+    names = world.scenario.training.fedmobillm.backbones
+    archs: list[ModelArch]
+    if names:
+        archs = list({get_arch(n).name: get_arch(n) for n in names}.values())
+    else:
+        ref = world.arch
+        archs = [a for a in ARCHS.values()
+                 if a.family == ref.family and a.total_params() <= ref.total_params()]
+    return sorted(archs, key=lambda a: a.total_params())
+
+
+def choose_backbones(world: World) -> dict[str, ModelArch]:
+    """Each device's backbone under the scenario's backbone policy."""
+    cfg = world.scenario.training.fedmobillm
+    options = candidate_backbones(world)
+    out: dict[str, ModelArch] = {}
+    for d in world.devices:
+        if cfg.backbone_policy == "by_processor" and d.processor.name in cfg.by_processor:
+            out[d.id] = get_arch(cfg.by_processor[d.processor.name])
+            continue
+        fits = [a for a in options if backbone_device_peak_bytes(world, d, a) <= d.memory_bytes]
+        if not fits:
+            need = backbone_device_peak_bytes(world, d, options[0])
+            raise InfeasibleError(
+                f"scheme 'fedmobillm': device {d.id!r} ({d.processor.name}) cannot run even the "
+                f"smallest backbone {options[0].name}: it needs {need / GB:.2f} GB, the device "
+                f"has {d.memory_bytes / GB:.2f} GB", key="training.fedmobillm.backbones")
+        out[d.id] = fits[-1]
+    return out
+
+
+@dataclass(frozen=True)
+class MobiCosts:
+    """One device's per-batch costs under fedmobillm."""
+
+    device: StreamCosts
+    n_batches: int  # distinct batches in the device's data: uploaded once each
+    srv_fwd_s: float
+    srv_bwd_s: float
+    srv_fwd_flops: float
+    srv_bwd_flops: float
+    saved_bytes: float
+    grad_bytes: float
+
+
+def mobi_costs(world: World, dev: DeviceSpec, arch: ModelArch, side: SideNet) -> MobiCosts:
+    w = backbone_workload(world, arch, dev.batch)
+    cm, seq, dtype = world.costs, world.scenario.model.seq_len, world.scenario.model.dtype
+    emb, blk = Op.EMBED_FWD, Op.BLOCK_FWD_FROZEN
+    device = StreamCosts(
+        fwd_s=cm.time_s(emb, w, dev.processor) + arch.n_layers * cm.time_s(blk, w, dev.processor),
+        fwd_flops=cm.flops(emb, w) + arch.n_layers * cm.flops(blk, w),
+        working_bytes=frozen_working_bytes(w),
+        up_bytes=upload_bytes(world, dev, arch, side.taps),  # every backbone feeds each tap
+    )
+    f_s, b_s, f_fl, b_fl = side.step_s(arch.name, dev.batch, seq, dtype, cm,
+                                       world.server.processor)
+    return MobiCosts(
+        device=device, n_batches=math.ceil(dev.samples / dev.batch),
+        srv_fwd_s=f_s, srv_bwd_s=b_s, srv_fwd_flops=f_fl, srv_bwd_flops=b_fl,
+        saved_bytes=side.saved_activation_bytes(dev.batch, seq, dtype),
+        grad_bytes=fp.FP32 * side.step_params(arch.name),
+    )
+
+
+@register_scheme
+class FedMobiLLM(Scheme):
+    name = "fedmobillm"
+    description = (
+        "Fed MobiLLM (paper 001): forward-only devices on memory-sized frozen backbones upload "
+        "tapped activations once per sample; the server trains one side network from its cache"
+    )
+    uses_scheduler = False
+    fixed_scheduler = "fifo"
+
+    def setup(self, sim: Sim) -> None:
+        w0 = sim.world
+        cfg = w0.scenario.training.fedmobillm
+        self.backbones = choose_backbones(w0)
+        sim.notes["backbones"] = {d: a.name for d, a in self.backbones.items()}
+        kinds = {a.name: a for a in self.backbones.values()}
+        self.side = build_side_net(w0.arch, kinds, cfg.taps, cfg.side_ratio)
+        self.costs = {d.id: mobi_costs(w0, d, self.backbones[d.id], self.side)
+                      for d in w0.devices}
+        for d in w0.devices:
+            arch = self.backbones[d.id]
+            w = backbone_workload(w0, arch, d.batch)
+            sim.alloc(d.id, "weights",
+                      fp.embedding_weight_bytes(w) + arch.n_layers * fp.block_weight_bytes(w),
+                      f"frozen backbone {arch.name}")
+            sim.alloc(d.id, "overhead", d.overhead_bytes, "runtime")
+        st = fp.adapter_state(w0.workload(1), w0.scenario.model.lora.optimizer)
+        moments = st.optimizer // st.adapters  # optimizer state per fp32 parameter
+        params = self.side.trainable_params()
+        sim.alloc(SERVER, "overhead", w0.server.overhead_bytes, "runtime")
+        sim.alloc(SERVER, "weights", server_side_weight_bytes(w0, 0),
+                  "frozen final norm + LM head")
+        sim.alloc(SERVER, "adapters", fp.FP32 * params, "side network + alignment layers")
+        sim.alloc(SERVER, "optimizer", moments * fp.FP32 * params, "side network optimizer")
+        self.cached_bytes = 0.0
+
+    def round(self, sim: Sim, r: int) -> Proc:
+        mailbox = Mailbox(sim)
+        k_total = sim.world.local_iterations
+        buffer = sim.world.scenario.training.pipeline.buffer_batches
+        streams: dict[str, DeviceStream] = {}
+
+        def arrive(a: Arrival) -> None:
+            nbytes = self.costs[a.device].device.up_bytes
+            sim.alloc(SERVER, "cache", nbytes, f"{a.device} tapped activations + labels")
+            self.cached_bytes += nbytes
+            streams[a.device].release()  # the batch is in the cache: the device has room again
+            mailbox.put(a)
+
+        runs = []
+        for d in sim.world.devices:
+            c = self.costs[d.id]
+            streams[d.id] = DeviceStream(sim, d.id, buffer, arrive)
+            fresh = [k for k in range(k_total) if r * k_total + k < c.n_batches]
+            for k in range(k_total):
+                if k not in fresh:  # already cached in an earlier epoch: train from the cache
+                    mailbox.put(Arrival(d.id, r, k, sim.now))
+            runs.append(streams[d.id].run(r, fresh, c.device))
+        server = sim.env.process(self.serve_round(sim, r, mailbox, k_total * len(runs)))
+        yield sim.all_of(runs)
+        yield server
+        if r == sim.world.rounds - 1:
+            sim.free(SERVER, "cache", self.cached_bytes, "training done: cache dropped")
+
+    def serve_round(self, sim: Sim, r: int, mailbox: Mailbox, expected: int) -> Proc:
+        """Train the side network on cached batches in arrival order, one at a time."""
+        for _ in range(expected):
+            while not mailbox.waiting:
+                yield mailbox.next_arrival()
+            a = mailbox.waiting.pop(0)
+            c = self.costs[a.device]
+            sim.wait_span(a.device, "queue_wait", "server_queue", a.arrival_s, round=r,
+                          iteration=a.iteration)
+            sim.alloc(SERVER, "activations", c.saved_bytes, f"{a.device} side activations")
+            yield from sim.compute(SERVER, "server_fwd", c.srv_fwd_s, round=r,
+                                   iteration=a.iteration, flops=c.srv_fwd_flops,
+                                   resource="server", device=a.device)
+            sim.alloc(SERVER, "gradients", c.grad_bytes, f"{a.device} side gradients")
+            yield from sim.compute(SERVER, "server_bwd", c.srv_bwd_s, round=r,
+                                   iteration=a.iteration, flops=c.srv_bwd_flops,
+                                   resource="server", device=a.device)
+            sim.free(SERVER, "gradients", c.grad_bytes, f"{a.device} side gradients")
+            sim.free(SERVER, "activations", c.saved_bytes, f"{a.device} side activations")
