@@ -14,6 +14,7 @@ entry-point group are loaded on the first name lookup. See ``docs/schedulers.md`
 """
 
 from sfsim.schedulers import carlier as _carlier  # noqa: F401  (registers the built-ins)
+from sfsim.schedulers import local_search as _local_search  # noqa: F401
 from sfsim.schedulers import milp as _milp  # noqa: F401
 from sfsim.schedulers import rules as _rules  # noqa: F401
 from sfsim.schedulers.base import Instance, Job, Plan, Ready, Scheduler

@@ -161,6 +161,7 @@ class Plan:
     order: tuple[str, ...]
     lower_bound_s: float | None = None
     optimal: bool = False
+    status: str = ""  # how the answer was reached, e.g. a solver status (free text)
 
 
 class Scheduler(abc.ABC):

@@ -28,7 +28,6 @@ bound is at least ``a + p + b`` of any task), which we also take explicitly for 
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Sequence
 
 from sfsim.schedulers.base import Instance
@@ -39,30 +38,28 @@ def preemptive_bound(
 ) -> float:
     """Optimal makespan of ``1 | r_j, q_j, pmtn | C_max``: run the released job with the
     longest tail, preempting it when a job with a longer tail is released. O(n log n)."""
-    n = len(heads_s)
-    by_head = sorted(range(n), key=lambda i: heads_s[i])
+    push, pop = heapq.heappush, heapq.heappop
     left = list(work_s)
-    ready: list[tuple[float, int]] = []  # (-tail, job)
+    ready: list[tuple[float, int]] = []  # (-tail, job): the longest tail on top
     t = 0.0
     best = 0.0
-    nxt = 0
-    while nxt < n or ready:
-        if not ready:
-            t = max(t, heads_s[by_head[nxt]])
-        while nxt < n and heads_s[by_head[nxt]] <= t:
-            i = by_head[nxt]
-            heapq.heappush(ready, (-tails_s[i], i))
-            nxt += 1
-        _, i = ready[0]
-        next_release = heads_s[by_head[nxt]] if nxt < n else math.inf
-        if t + left[i] <= next_release:
-            t += left[i]
-            left[i] = 0.0
-            heapq.heappop(ready)
-            best = max(best, t + tails_s[i])
-        else:  # run until the next release, then reconsider (maybe preempt)
-            left[i] -= next_release - t
-            t = next_release
+    for i in sorted(range(len(left)), key=heads_s.__getitem__):
+        head = heads_s[i]
+        while ready and t < head:  # run the top job until it ends or the next release
+            neg_tail, j = ready[0]
+            if t + left[j] <= head:
+                t += left[j]
+                pop(ready)
+                best = max(best, t - neg_tail)
+            else:
+                left[j] -= head - t
+                t = head
+        t = max(t, head)
+        push(ready, (-tails_s[i], i))
+    while ready:  # no more releases: finish in longest-tail order
+        neg_tail, j = pop(ready)
+        t += left[j]
+        best = max(best, t - neg_tail)
     return best
 
 

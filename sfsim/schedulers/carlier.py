@@ -26,6 +26,7 @@ InputError that points to ``milp`` and ``local_search``.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 
 import numpy as np
@@ -36,25 +37,69 @@ from sfsim.schedulers.bounds import block_bound, preemptive_bound
 from sfsim.schedulers.registry import register
 
 
+def _tail_ranks(q: list[float]) -> tuple[list[int], list[int]]:
+    """Jobs by non-increasing tail (ties by index) and each job's rank in that list.
+
+    Heaps of integer ranks are several times faster in Python than heaps of tuples.
+    """
+    by_tail = sorted(range(len(q)), key=q.__getitem__, reverse=True)  # stable: ties by index
+    rank = [0] * len(q)
+    for k, i in enumerate(by_tail):
+        rank[i] = k
+    return by_tail, rank
+
+
+def node_bound(r: list[float], p: list[float], q: list[float], by_release: list[int]) -> float:
+    """Preemptive bound (see ``bounds.preemptive_bound``) with integer-rank heaps."""
+    by_tail, rank = _tail_ranks(q)
+    push, pop = heapq.heappush, heapq.heappop
+    left = list(p)
+    ready: list[int] = []
+    t = best = 0.0
+    for i in by_release:
+        head = r[i]
+        while ready and t < head:
+            j = by_tail[ready[0]]
+            if t + left[j] <= head:
+                t += left[j]
+                pop(ready)
+                if t + q[j] > best:
+                    best = t + q[j]
+            else:
+                left[j] -= head - t
+                t = head
+        if t < head:
+            t = head
+        push(ready, rank[i])
+    while ready:
+        j = by_tail[pop(ready)]
+        t += left[j]
+        if t + q[j] > best:
+            best = t + q[j]
+    return best
+
+
 def schrage_sequence(
-    r: list[float], p: list[float], q: list[float]
+    r: list[float], p: list[float], q: list[float], by_release: list[int] | None = None
 ) -> tuple[list[int], list[float]]:
     """Schrage's non-delay longest-tail sequence and the start time of each position."""
-    n = len(r)
-    by_release = sorted(range(n), key=lambda i: (r[i], i))
-    ready: list[tuple[float, int]] = []
+    if by_release is None:
+        by_release = sorted(range(len(r)), key=r.__getitem__)
+    by_tail, rank = _tail_ranks(q)
+    push, pop = heapq.heappush, heapq.heappop
+    n = len(by_release)
+    ready: list[int] = []
     seq: list[int] = []
     starts: list[float] = []
     t = 0.0
     nxt = 0
     while nxt < n or ready:
-        if not ready:
-            t = max(t, r[by_release[nxt]])
+        if not ready and r[by_release[nxt]] > t:
+            t = r[by_release[nxt]]
         while nxt < n and r[by_release[nxt]] <= t:
-            i = by_release[nxt]
-            heapq.heappush(ready, (-q[i], i))
+            push(ready, rank[by_release[nxt]])
             nxt += 1
-        _, i = heapq.heappop(ready)
+        i = by_tail[pop(ready)]
         seq.append(i)
         starts.append(t)
         t += p[i]
@@ -62,30 +107,40 @@ def schrage_sequence(
 
 
 def makespan_of(seq: list[int], r: list[float], p: list[float], q: list[float]) -> float:
-    t = 0.0
-    best = 0.0
+    """Makespan of a sequence of single jobs (the evaluator, specialised to K = 1)."""
+    t = best = 0.0
     for i in seq:
-        t = max(t, r[i]) + p[i]
-        best = max(best, t + q[i])
+        if r[i] > t:
+            t = r[i]
+        t += p[i]
+        if t + q[i] > best:
+            best = t + q[i]
     return best
 
 
 def _critical(
-    seq: list[int], starts: list[float], r: list[float], p: list[float], q: list[float]
+    seq: list[int], starts: list[float], p: list[float], q: list[float]
 ) -> tuple[float, int | None, list[int]]:
-    """Makespan on (r, p, q), the interference job c (None if optimal) and the set J."""
-    ends = [s + p[i] for s, i in zip(starts, seq, strict=True)]
-    values = [e + q[i] for e, i in zip(ends, seq, strict=True)]
-    cmax = max(values)
-    pos_b = max(k for k, v in enumerate(values) if v == cmax)
-    pos_a = pos_b
-    while pos_a > 0 and starts[pos_a] == ends[pos_a - 1]:
+    """Schrage makespan on the node's data, the interference job c (None: optimal) and J."""
+    cmax = -math.inf
+    pos_b = 0
+    for k, i in enumerate(seq):
+        v = starts[k] + p[i] + q[i]
+        if v >= cmax:  # the last job reaching the makespan
+            cmax, pos_b = v, k
+    pos_a = pos_b  # walk back to the start of the busy block (same float sums as Schrage)
+    while pos_a > 0 and starts[pos_a] == starts[pos_a - 1] + p[seq[pos_a - 1]]:
         pos_a -= 1
     qb = q[seq[pos_b]]
     for pos_c in range(pos_b - 1, pos_a - 1, -1):
         if q[seq[pos_c]] < qb:
             return cmax, seq[pos_c], seq[pos_c + 1 : pos_b + 1]
     return cmax, None, []
+
+
+def _tol(value: float) -> float:
+    """Bounds and makespans are sums in different orders: equal within this is equal."""
+    return 1e-9 * max(1.0, abs(value))
 
 
 def carlier(
@@ -96,48 +151,65 @@ def carlier(
     max_nodes: int = 100_000,
     time_limit_s: float | None = 60.0,
 ) -> tuple[list[int], float, float, bool]:
-    """Solve ``1|r_j,q_j|C_max``: (best sequence, its makespan, lower bound, proven optimal)."""
+    """Solve ``1|r_j,q_j|C_max``: (best sequence, its makespan, lower bound, proven optimal).
+
+    Depth first, the child with the smaller bound first; a child's preemptive bound is only
+    computed when it is taken from the stack (it may be pruned by then for free). Values
+    within a relative 1e-9 are treated as equal (bounds and makespans are float sums).
+    """
     if not r:
         return [], 0.0, 0.0, True
     deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
-    root_lb = preemptive_bound(r, p, q)
-    best_seq: list[int] = []
-    best = float("inf")
-    open_nodes: list[tuple[float, int, list[float], list[float]]] = [(root_lb, 0, r, q)]
-    counter = 0
-    while open_nodes:
-        lb, _, nr, nq = open_nodes[0]
-        if lb >= best * (1 - 1e-12) or counter >= max_nodes:
+    best_seq, _ = schrage_sequence(r, p, q)  # an incumbent even if no node is explored
+    best = makespan_of(best_seq, r, p, q)
+    # stack of (bound so far, heads, tails, preemptive bound already included?)
+    stack: list[tuple[float, list[float], list[float], bool]] = [(0.0, r, q, False)]
+    nodes = 0
+    stopped = False
+    while stack:
+        if nodes >= max_nodes or (deadline is not None and time.perf_counter() > deadline):
+            stopped = True
             break
-        if deadline is not None and time.perf_counter() > deadline:
-            break
-        heapq.heappop(open_nodes)
-        seq, starts = schrage_sequence(nr, p, nq)
+        lb, nr, nq, exact = stack.pop()
+        if lb >= best - _tol(best):
+            continue
+        by_release = sorted(range(len(nr)), key=nr.__getitem__)
+        if not exact:
+            lb = max(lb, node_bound(nr, p, nq, by_release))
+            if lb >= best - _tol(best):
+                continue
+        nodes += 1
+        seq, starts = schrage_sequence(nr, p, nq, by_release)
         value = makespan_of(seq, r, p, q)
         if value < best:
             best, best_seq = value, seq
-        node_ub, c, block = _critical(seq, starts, nr, p, nq)
-        if c is None or node_ub <= lb:
+        node_ub, c, block = _critical(seq, starts, p, nq)
+        if c is None or node_ub <= lb + _tol(lb):
             continue  # Schrage is optimal for this node's data
         r_block = min(nr[i] for i in block)
         q_block = min(nq[i] for i in block)
         p_block = sum(p[i] for i in block)
-        for after in (True, False):
-            cr, cq = list(nr), list(nq)
+        children = []
+        for after in (False, True):
+            cr, cq = nr, nq
             if after:  # c after all of J
+                cr = list(nr)
                 cr[c] = max(cr[c], r_block + p_block)
             else:  # c before all of J
+                cq = list(nq)
                 cq[c] = max(cq[c], q_block + p_block)
             child_lb = max(lb, block_bound(cr, p, cq, block), block_bound(cr, p, cq, [*block, c]))
-            if child_lb >= best:
-                continue
-            child_lb = max(child_lb, preemptive_bound(cr, p, cq))
-            if child_lb < best:
-                counter += 1
-                heapq.heappush(open_nodes, (child_lb, counter, cr, cq))
-    proven = not open_nodes or open_nodes[0][0] >= best * (1 - 1e-12)
-    bound = best if proven else min(best, open_nodes[0][0])
-    return best_seq, best, bound, proven
+            if child_lb < best - _tol(best):
+                children.append((child_lb, cr, cq, False))
+        # the smaller bound is popped first; on a tie "c after J" (appended last) goes first,
+        # which needed 10-30x fewer nodes on random n = 500..1000 instances than the reverse
+        children.sort(key=lambda node: -node[0])
+        stack.extend(children)
+    if not stopped:
+        return best_seq, best, best, True
+    open_lb = min(node[0] for node in stack)  # bounds of unexplored nodes (maybe weaker)
+    bound = min(best, max(open_lb, preemptive_bound(r, p, q)))
+    return best_seq, best, bound, bound >= best - _tol(best)
 
 
 @register
@@ -163,7 +235,8 @@ class Carlier(Scheduler):
         seq, _, bound, proven = carlier(
             r, p, q, max_nodes=self.max_nodes, time_limit_s=self.time_limit_s
         )
-        return Plan(order=tuple(jobs[i].id for i in seq), lower_bound_s=bound, optimal=proven)
+        status = "proven optimal by branch and bound" if proven else "stopped at a limit"
+        return Plan(tuple(jobs[i].id for i in seq), bound, proven, status)
 
     def order(self, instance: Instance, rng: np.random.Generator) -> list[str]:
         return list(self.plan(instance, rng).order)

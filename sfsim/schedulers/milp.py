@@ -10,26 +10,32 @@ k = 1..N. A binary ``x[i,k]`` says task i runs in slot k; ``S[k]`` is the start 
     S[k]   >= sum_i a_i x[i,k]                          a slot starts after its task's head
     S[k+1] >= S[k] + sum_i p_i x[i,k]                   one task at a time, slots in sequence
     C      >= S[k] + sum_i (p_i + b_i) x[i,k]           the round ends after every tail
-    C      <= UB                                        a heuristic's makespan (valid cut)
+    LB <= C <= UB                                       combinatorial bound, heuristic makespan
 
 For single tasks (K = 1) heads are releases and b_i are tails, and this is exact without any
-big-M constant; its LP relaxation is much tighter than the disjunctive big-M model with one
-binary per pair of jobs, which is why it proves n = 20 in about a second where the
-disjunctive model did not in a minute. For chains the head/tail rows are only relaxations
-(valid cuts) and the chain is enforced through task starts ``s[i]`` tied to their slot's
-start: ``|s[i] - S[k]| <= UB (1 - x[i,k])``, ``s[next] >= s[i] + p_i + lag_i``, and a job's
-tasks take slots in chain order. Starts and C never exceed UB, so UB is a valid big-M.
+big-M constant; its LP relaxation is tighter than the disjunctive big-M model (one binary per
+pair of jobs, ``S_j >= C_i - M y_ij``), which did not prove n = 20 within a minute where the
+position-based model proves n <= 20 in seconds (figures in ``docs/schedulers.md``). For chains
+the head/tail rows are only relaxations (valid cuts) and the chain is enforced through task
+starts ``t[i]`` tied to their slot's start: ``|t[i] - S[k]| <= UB (1 - x[i,k])``,
+``t[next] >= t[i] + p_i + lag_i``, and a job's tasks take slots in chain order. Starts and C
+never exceed UB, so UB is a valid big-M.
 
-The solver starts from the best priority-rule order (a warm start for CBC). PuLP's status
-can read "Optimal" when a time limit stopped the search, so proof of optimality is taken from
-``prob.sol_status`` only. If the solver fails or finds nothing, the scheduler warns and falls
-back to Schrage's rule.
+The preemptive lower bound of ``bounds.py`` is C's lower limit: on most random instances it
+equals the optimum, so the solver stops as soon as it finds a schedule reaching it (and when a
+priority rule already reaches it, no solver is called at all). ``warm_start=True`` (CBC only,
+off by default) starts CBC from the best priority-rule order; on random n = 20 instances it
+sped up most proofs but stalled one past 60 s that CBC proved in 22 s from scratch. PuLP's
+status can read "Optimal" when a time limit stopped the search, so a proof of optimality is
+taken from ``prob.sol_status`` only. If the solver fails or finds nothing, the scheduler warns
+and falls back to Schrage's rule; a missing solver is an InputError.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pulp
@@ -58,7 +64,14 @@ class Model:
     tasks: list[tuple[str, int]]  # task index -> (job id, task number)
 
 
-def build_model(instance: Instance, upper_bound_s: float) -> Model:
+def _variable_factory(prob: pulp.LpProblem) -> Any:
+    """``prob.add_variable`` on PuLP >= 3.3 (bare LpVariable is deprecated there)."""
+    if hasattr(prob, "add_variable"):
+        return lambda name, lo, hi, cat: prob.add_variable(name, lowBound=lo, upBound=hi, cat=cat)
+    return lambda name, lo, hi, cat: pulp.LpVariable(name, lowBound=lo, upBound=hi, cat=cat)
+
+
+def build_model(instance: Instance, upper_bound_s: float, lower_bound_s: float = 0.0) -> Model:
     """The position-based model of ``instance``; names use indices only (``x_task_slot``)."""
     tasks = [(job.id, k) for job in instance.jobs for k in range(job.k)]
     jobs = {job.id: job for job in instance.jobs}
@@ -68,11 +81,10 @@ def build_model(instance: Instance, upper_bound_s: float) -> Model:
     rest = [jobs[j].remaining_s(k) for j, k in tasks]
     ub = float(upper_bound_s)
     prob = pulp.LpProblem("round_makespan", pulp.LpMinimize)
-    x = {
-        (i, k): pulp.LpVariable(f"x_{i}_{k}", cat=pulp.LpBinary) for i in range(n) for k in range(n)
-    }
-    slot = [pulp.LpVariable(f"S_{k}", lowBound=0, upBound=ub) for k in range(n)]
-    cmax = pulp.LpVariable("C", lowBound=0, upBound=ub)
+    var = _variable_factory(prob)
+    x = {(i, k): var(f"x_{i}_{k}", 0, 1, pulp.LpBinary) for i in range(n) for k in range(n)}
+    slot = [var(f"S_{k}", 0, ub, pulp.LpContinuous) for k in range(n)]
+    cmax = var("C", float(lower_bound_s), ub, pulp.LpContinuous)
     prob += cmax
     for i in range(n):
         prob += pulp.lpSum(x[i, k] for k in range(n)) == 1, f"task_{i}"
@@ -90,7 +102,7 @@ def build_model(instance: Instance, upper_bound_s: float) -> Model:
             )
     starts: list[pulp.LpVariable] = []
     if not instance.is_single:
-        starts = [pulp.LpVariable(f"s_{i}", lowBound=0, upBound=ub) for i in range(n)]
+        starts = [var(f"t_{i}", 0, ub, pulp.LpContinuous) for i in range(n)]
         for i in range(n):
             for k in range(n):
                 prob += starts[i] - slot[k] <= ub * (1 - x[i, k]), f"link_up_{i}_{k}"
@@ -141,19 +153,35 @@ class Milp(Scheduler):
     description = "Position-based MILP (PuLP; CBC or HiGHS) for single tasks and chains."
 
     def __init__(
-        self, solver: str = "cbc", time_limit_s: float = 60.0, max_tasks: int = 120
+        self,
+        solver: str = "cbc",
+        time_limit_s: float = 60.0,
+        max_tasks: int = 120,
+        warm_start: bool = False,
     ) -> None:
         self.solver = solver
         self.time_limit_s = time_limit_s
         self.max_tasks = max_tasks
-        self.last_status_: str | None = None
+        self.warm_start = warm_start
 
     def _solver(self) -> pulp.LpSolver:
         name = self.solver.lower()
         if name == "cbc":
-            return pulp.PULP_CBC_CMD(
-                msg=False, timeLimit=self.time_limit_s, warmStart=True, threads=1, **GAPS
-            )
+            with warnings.catch_warnings():  # PuLP 3.3 deprecates the bundled CBC for 4.0
+                warnings.simplefilter("ignore", DeprecationWarning)
+                cbc = pulp.PULP_CBC_CMD(
+                    msg=False,
+                    timeLimit=self.time_limit_s,
+                    warmStart=self.warm_start,
+                    threads=1,
+                    **GAPS,
+                )
+            if not cbc.available():
+                raise InputError(
+                    "milp solver 'cbc' is not available in this PuLP installation; "
+                    "install it (pip install 'pulp[cbc]') or use solver='highs'"
+                )
+            return cbc
         if name == "highs":
             solver = pulp.HiGHS(msg=False, timeLimit=self.time_limit_s, threads=1, **GAPS)
             if not solver.available():
@@ -174,33 +202,36 @@ class Milp(Scheduler):
         incumbent = min(starts, key=lambda o: makespan(instance, o))
         ub = makespan(instance, incumbent)
         if ub <= bound:
-            self.last_status_ = "bound"
-            return Plan(tuple(incumbent), bound, True)
+            return Plan(tuple(incumbent), bound, True, "heuristic order meets the lower bound")
         if instance.n_tasks > self.max_tasks:
             return self._fallback(instance, rng, bound, f"{instance.n_tasks} tasks > max_tasks")
-        model = build_model(instance, ub)
-        _warm_start(model, instance, incumbent)
+        model = build_model(instance, ub, bound)
+        if self.warm_start:
+            _warm_start(model, instance, incumbent)
         try:
             model.prob.solve(solver)
+        except pulp.PulpSolverError as exc:
+            return self._fallback(instance, rng, bound, f"solver failed: {exc}")
+        status = pulp.LpSolution.get(model.prob.sol_status, str(model.prob.sol_status))
+        if model.prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+            return self._fallback(instance, rng, bound, f"solver status {status!r}")
+        try:
             order = _read_order(model)
             check_order(instance, order)
-        except (pulp.PulpSolverError, ValueError) as exc:
-            return self._fallback(instance, rng, bound, f"solver failed: {exc}")
-        self.last_status_ = pulp.LpSolution[model.prob.sol_status]
-        if model.prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
-            return self._fallback(instance, rng, bound, f"solver status {self.last_status_}")
+        except ValueError as exc:
+            return self._fallback(instance, rng, bound, f"unusable solution ({status}): {exc}")
         value = makespan(instance, order)
-        if value > ub:  # never return worse than the warm start
+        if value > ub:  # never return worse than the best priority rule
             order, value = incumbent, ub
         proven = model.prob.sol_status == pulp.LpSolutionOptimal
-        return Plan(tuple(order), value if proven else bound, proven or value <= bound)
+        return Plan(tuple(order), value if proven else bound, proven or value <= bound, status)
 
     def _fallback(
         self, instance: Instance, rng: np.random.Generator, bound: float, why: str
     ) -> Plan:
         warnings.warn(f"milp: {why}; falling back to 'schrage'", RuntimeWarning, stacklevel=3)
         order = Schrage().order(instance, rng)
-        return Plan(tuple(order), bound, makespan(instance, order) <= bound)
+        return Plan(tuple(order), bound, makespan(instance, order) <= bound, f"fallback: {why}")
 
     def order(self, instance: Instance, rng: np.random.Generator) -> list[str]:
         return list(self.plan(instance, rng).order)

@@ -63,3 +63,29 @@ def random_chains(n: int, k: int, seed: int) -> Instance:
             for i in range(n)
         )
     )
+
+
+def brute_force(instance: Instance) -> float:
+    """Optimal makespan by trying every distinct order (multiset permutations of the ids)."""
+    from sfsim.schedulers import makespan
+
+    left = {job.id: job.k for job in instance.jobs}
+    total = sum(left.values())
+    best = float("inf")
+    order: list[str] = []
+
+    def extend() -> None:
+        nonlocal best
+        if len(order) == total:
+            best = min(best, makespan(instance, order))
+            return
+        for job_id, count in left.items():
+            if count:
+                left[job_id] -= 1
+                order.append(job_id)
+                extend()
+                order.pop()
+                left[job_id] += 1
+
+    extend()
+    return best if total else 0.0

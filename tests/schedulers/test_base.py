@@ -17,7 +17,7 @@ def test_single_job_fields() -> None:
 
 
 def test_chain_head_remaining_and_critical_path() -> None:
-    job = Job("a", 1.0, [2.0, 3.0, 4.0], [5.0, 6.0], 7.0)
+    job = Job("a", 1.0, [2.0, 3.0, 4.0], [5.0, 6.0], 7.0)  # type: ignore[arg-type]
     assert job.server_s == (2.0, 3.0, 4.0)  # lists become tuples
     assert job.head_s(0) == 1.0 and job.head_s(2) == 1 + 2 + 5 + 3 + 6
     assert job.remaining_s(2) == 7.0 and job.remaining_s(0) == 5 + 3 + 6 + 4 + 7
@@ -25,7 +25,7 @@ def test_chain_head_remaining_and_critical_path() -> None:
 
 
 def test_numpy_scalars_are_accepted() -> None:
-    job = Job.single("a", np.float64(1.0), np.int64(2), np.float32(0.5))
+    job = Job.single("a", np.float64(1.0), np.int64(2), np.float32(0.5))  # type: ignore[arg-type]
     assert job.server_s == (2.0,) and type(job.server_s[0]) is float
 
 
