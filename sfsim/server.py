@@ -60,9 +60,16 @@ class ServerQueue:
         """A queue for one round; offline schedulers plan here, over the estimated instance."""
         q = cls(sim, round, instance.n_tasks, scheduler, rng)
         if not scheduler.online and instance.jobs:
-            q.plan = list(scheduler.order(instance, rng))
+            plan = scheduler.plan(instance, rng)
+            q.plan = list(plan.order)
             sim.notes.setdefault("plans", []).append(
-                {"round": round, "order": q.plan, "planned_makespan_s": makespan(instance, q.plan)}
+                {
+                    "round": round,
+                    "order": q.plan,
+                    "planned_makespan_s": makespan(instance, q.plan),
+                    "lower_bound_s": plan.lower_bound_s,
+                    "optimal": plan.optimal,
+                }
             )
         return q
 
