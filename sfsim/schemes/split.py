@@ -289,6 +289,14 @@ class SplitScheme(Scheme):
         sim.free(SERVER, "adapters", total, "uploaded adapters averaged and sent")
 
 
+def alloc_server_lora(sim: Sim, n_blocks: int, what: str) -> None:
+    """Allocate LoRA adapters and optimizer state for ``n_blocks`` blocks on the server."""
+    w = sim.world.workload(1)
+    st = fp.adapter_state(w, sim.world.scenario.model.lora.optimizer)
+    sim.alloc(SERVER, "adapters", n_blocks * st.adapters, f"{what} LoRA")
+    sim.alloc(SERVER, "optimizer", n_blocks * st.optimizer, f"{what} optimizer")
+
+
 @register_scheme
 class MemSFL(SplitScheme):
     name = "memsfl"
@@ -301,10 +309,8 @@ class MemSFL(SplitScheme):
         w0 = sim.world
         w = w0.workload(1)
         sim.alloc(SERVER, "weights", w0.arch.total_params() * w.dtype_bytes, "full frozen model")
-        st = fp.adapter_state(w, w0.scenario.model.lora.optimizer)
         n = sum(w0.arch.n_layers - self.cut(d) for d in w0.devices)
-        sim.alloc(SERVER, "adapters", n * st.adapters, "per-device server-side LoRA")
-        sim.alloc(SERVER, "optimizer", n * st.optimizer, "per-device server-side optimizer")
+        alloc_server_lora(sim, n, "per-device server-side")
 
 
 @register_scheme
@@ -319,13 +325,10 @@ class SFLv2(SplitScheme):
 
     def setup_server(self, sim: Sim) -> None:
         w0 = sim.world
-        w = w0.workload(1)
         n = w0.arch.n_layers - min(self.cut(d) for d in w0.devices)
         sim.alloc(SERVER, "weights", server_side_weight_bytes(w0, n),
                   "shared server-side blocks + head")
-        st = fp.adapter_state(w, w0.scenario.model.lora.optimizer)
-        sim.alloc(SERVER, "adapters", n * st.adapters, "shared server-side LoRA")
-        sim.alloc(SERVER, "optimizer", n * st.optimizer, "shared server-side optimizer")
+        alloc_server_lora(sim, n, "shared server-side")
 
 
 @register_scheme
