@@ -5,8 +5,8 @@ Two models, in order of realism (model §3):
 * ``FixedLink``: a constant rate plus a fixed latency.
 * ``ShannonLink``: ``rate = B·log2(1 + P·g·|h|² / (N0·B))`` on a dedicated band of width B, where
   g is the distance path gain (``PL_dB = a + b·log10(d_km)``) with optional log-normal shadowing
-  drawn once per link, and |h|² ~ Exp(1) is Rayleigh block fading redrawn every coherence interval. A transfer
-  that spans several coherence blocks is integrated block by block.
+  drawn once per link, and |h|² ~ Exp(1) is Rayleigh block fading redrawn every coherence
+  interval. A transfer that spans several coherence blocks is integrated block by block.
 
 The fading of block k is a pure function of (the link's seed, k): the same seed gives the same
 channel whatever the order in which transfers ask for it, so replaying a plan or changing a

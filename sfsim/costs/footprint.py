@@ -27,7 +27,8 @@ LoRA intermediate A·x                r              per target
 
 Llama's pre-activations are gate, SiLU(gate) and up; rotary embedding keeps its cos/sin tables
 (``2·s·head_dim`` elements per batch). Everything is in the workload's dtype except the fp32
-log-sum-exp. These counts assume the fused (flash / memory-efficient) attention kernel that
+log-sum-exp; at 16 bits Llama's RMSNorm, which computes in fp32, keeps its input and statistic
+in fp32. These counts assume the fused (flash / memory-efficient) attention kernel that
 ``scaled_dot_product_attention`` picks (no ``b·heads·s²`` matrix is kept);
 ``attention_scores_saved=True`` adds it for eager attention.
 """
@@ -121,6 +122,10 @@ def block_saved_activation_bytes(
         per_token += f
     per_token += w.lora_rank * len(targets)
     total = (w.tokens * per_token + per_batch) * w.dtype_bytes + w.tokens * lse * FP32
+    if llama and w.dtype_bytes < FP32:
+        # RMSNorm computes in fp32 at 16-bit: it keeps its input and statistic in fp32.
+        norms = int(input_grad) + int(g_mid)
+        total += w.tokens * norms * (h + 1) * (FP32 - w.dtype_bytes)
     if attention_scores_saved:
         total += w.batch * heads * w.seq * w.seq * w.dtype_bytes
     return total
