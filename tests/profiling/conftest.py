@@ -13,3 +13,13 @@ TINY_LLAMA = ModelArch("tiny-llama", "llama", 2, 64, 4, 2, 176, 512, 64)
 @pytest.fixture(params=[TINY_GPT2, TINY_LLAMA], ids=["gpt2", "llama"])
 def tiny_arch(request: pytest.FixtureRequest) -> ModelArch:
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _restore_denormals():
+    """The profiler flushes denormals to zero (process-wide CPU state); undo it after each test so
+    later tests (hypothesis float strategies) see IEEE-754 arithmetic again."""
+    yield
+    import torch
+
+    torch.set_flush_denormal(False)
