@@ -307,7 +307,8 @@ class ProfiledCostModel:
             t = self._scaled_lookup(table, op, ref, rank)
             plain = tables.get((str(op), dtype, ""))
             if plain is not None:  # adapters never make a block cheaper (noise can say so)
-                base = self._scaled_lookup(plain, op, ref, 0)
+                no_lora = Workload(work.arch, work.batch, work.seq, dtype, 0, ())
+                base = self._scaled_lookup(plain, op, no_lora, 0)
                 ratio = _adapter_width(work, work.lora_targets) / _adapter_width(
                     work, tuple(table_key[2].split("+"))
                 )

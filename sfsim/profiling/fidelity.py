@@ -64,7 +64,7 @@ from sfsim.profiling.profiler import (
     summarise,
     write_profile,
 )
-from sfsim.profiling.timing import Canary, synchronize
+from sfsim.profiling.timing import Canary, measuring_state, synchronize
 
 PHASES = ("device_fwd", "server_fwd", "server_bwd", "server_opt", "device_bwd", "device_opt")
 
@@ -277,9 +277,26 @@ def run_fidelity(
 
     With ``session_profile`` every round also profiles each configuration's grid point (stack of
     blocks, embedding and head, exactly as ``sfsim profile`` does) right beside its iterations.
+    Threads and denormal flushing are set for the run and restored afterwards.
     """
-    torch.set_num_threads(threads)
-    torch.set_flush_denormal(True)
+    with measuring_state(threads):
+        return _run_fidelity(
+            configs, cost, processor, iters, warmup, threads, retries, device, session_profile, log
+        )
+
+
+def _run_fidelity(
+    configs: tuple[FidelityConfig, ...],
+    cost: CostModel,
+    processor: Processor,
+    iters: int,
+    warmup: int,
+    threads: int,
+    retries: int,
+    device: str,
+    session_profile: bool,
+    log: Callable[[str], None] | None,
+) -> tuple[list[FidelityResult], dict[str, Any]]:
     load_before = os.getloadavg()
     settings = Settings(threads=threads, device=device, retries=0)
     models = [SplitModel(cfg, device=device) for cfg in configs]

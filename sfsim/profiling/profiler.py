@@ -57,6 +57,7 @@ from sfsim.profiling.blocks import (
 from sfsim.profiling.timing import (
     Canary,
     StackTiming,
+    measuring_state,
     synchronize,
     time_frozen_stack,
     time_stack,
@@ -264,12 +265,24 @@ def profile_model(
     processor: str = "unnamed",
     log: Callable[[str], None] | None = None,
 ) -> ProfileResult:
-    """Measure every op of ``arch`` over ``grid``; rows follow :data:`PROFILE_COLUMNS`."""
-    grid = grid or Grid()
+    """Measure every op of ``arch`` over ``grid``; rows follow :data:`PROFILE_COLUMNS`.
+
+    Threads and denormal flushing are set for the measurement and restored afterwards.
+    """
     st = settings or Settings()
+    with measuring_state(st.threads):
+        return _profile_model(arch, grid or Grid(), st, processor=processor, log=log)
+
+
+def _profile_model(
+    arch: ModelArch,
+    grid: Grid,
+    st: Settings,
+    *,
+    processor: str,
+    log: Callable[[str], None] | None,
+) -> ProfileResult:
     dev = torch.device(st.device)
-    torch.set_num_threads(st.threads)
-    torch.set_flush_denormal(True)
     torch.manual_seed(st.seed)
     samples: Sample = defaultdict(list)
     quiet: Sample = defaultdict(list)

@@ -21,7 +21,8 @@ does nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -180,3 +181,20 @@ class Canary:
                 time.sleep(0.5)
         self.dirty += 1
         return result, False
+
+
+@contextmanager
+def measuring_state(threads: int) -> Iterator[None]:
+    """Fix torch's thread count and flush denormals to zero while measuring, then restore both.
+
+    Both are process-wide settings; restoring them keeps in-process callers (notebooks, tests)
+    on IEEE-754 arithmetic and their own thread count once profiling is done.
+    """
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads_before)

@@ -157,3 +157,15 @@ def test_cli_fidelity_tiny_json_schema(app: typer.Typer) -> None:
             "device_opt",
         }
         assert r["predicted_iteration_s"] > 0 and r["measured_iteration_s"] > 0
+
+
+def test_profiling_restores_process_state(tiny_arch: ModelArch) -> None:
+    """Threads and flush-to-zero are set while measuring and restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    grid = Grid(batches=(1,), seqs=(8,), ranks=(0,), targets=("q", "v"))
+    profile_model(tiny_arch, grid, QUICK, processor="cpu-ref-2core")
+    assert torch.get_num_threads() == threads
+    tiny = torch.tensor([1e-39], dtype=torch.float32)
+    assert (tiny * 1.0).item() != 0.0  # a subnormal survives: denormals are not flushed
