@@ -131,6 +131,19 @@ def block_saved_activation_bytes(
     return total
 
 
+def stack_saved_activation_bytes(w: Workload, n_blocks: int, *, input_grad: bool) -> int:
+    """Saved activations of ``n_blocks`` trainable blocks stacked on one another.
+
+    Every block but the lowest passes a gradient to the block below; the lowest needs an input
+    gradient only when its input comes from elsewhere (a server stack sends the cut gradient
+    back: ``input_grad=True``; a device stack above the frozen embedding: ``False``).
+    """
+    if n_blocks <= 0:
+        return 0
+    lowest = block_saved_activation_bytes(w, input_grad=input_grad)
+    return lowest + (n_blocks - 1) * block_saved_activation_bytes(w)
+
+
 def head_saved_activation_bytes(w: Workload) -> int:
     """The LM head keeps its input and the fp32 logits for the cross-entropy backward."""
     return w.tokens * (w.arch.hidden * w.dtype_bytes + w.arch.vocab * FP32)

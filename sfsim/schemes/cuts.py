@@ -52,7 +52,7 @@ def split_device_peak_bytes(world: World, dev: DeviceSpec, cut: int) -> float:
     st = fp.adapter_state(w, world.scenario.model.lora.optimizer)
     weights = fp.embedding_weight_bytes(w) + cut * fp.block_weight_bytes(w)
     lora = cut * (st.adapters + st.gradients + st.optimizer)
-    acts = cut * fp.block_saved_activation_bytes(w) + 2 * fp.boundary_bytes(w)
+    acts = fp.stack_saved_activation_bytes(w, cut, input_grad=False) + 2 * fp.boundary_bytes(w)
     return weights + lora + acts + dev.overhead_bytes
 
 

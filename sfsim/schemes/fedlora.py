@@ -50,8 +50,7 @@ def local_costs(world: World, dev: DeviceSpec) -> LocalCosts:
     fwd = side([(Op.EMBED_FWD, 1), (Op.BLOCK_FWD, n), (Op.HEAD_FWD, 1)])
     bwd = side([(Op.HEAD_BWD, 1), (Op.BLOCK_BWD, n - 1), (Op.BLOCK_BWD_NO_INPUT_GRAD, 1),
                 (Op.OPT_STEP, n)])
-    saved = ((n - 1) * fp.block_saved_activation_bytes(w)
-             + fp.block_saved_activation_bytes(w, input_grad=False)
+    saved = (fp.stack_saved_activation_bytes(w, n, input_grad=False)
              + fp.head_saved_activation_bytes(w))
     st = fp.adapter_state(w)
     return LocalCosts(fwd[0], bwd[0], fwd[1], bwd[1], saved, n * st.gradients, n * st.adapters)

@@ -215,7 +215,7 @@ class SplitScheme(Scheme):
         w = sim.world.workload(d.batch)
         cut = self.cut(d)
         st = fp.adapter_state(w)
-        acts = cut * fp.block_saved_activation_bytes(w)
+        acts = fp.stack_saved_activation_bytes(w, cut, input_grad=False)
         k_total = sim.world.local_iterations
         for k in range(k_total):
             sim.alloc(d.id, "activations", acts, "saved activations")
