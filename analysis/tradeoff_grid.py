@@ -65,14 +65,21 @@ BASE: dict[str, Any] = {
 }
 
 
-def _schemes_sweep(cuts: list[int]) -> Iterator[tuple[str, str, Any, dict[str, Any]]]:
+def _per_device_sweep(
+    sweep: str, key: str, tag: str, values: list[Any]
+) -> Iterator[tuple[str, str, Any, dict[str, Any]]]:
+    """Every scheme × every value of one device key, set alike on all devices."""
     for scheme in schemes():
-        for cut in cuts:
+        for value in values:
             s = copy.deepcopy(BASE)
             for d in s["devices"]:
-                d["cut"] = cut
+                d[key] = value
             s["training"]["scheme"] = scheme
-            yield "schemes", f"{scheme}_cut{cut}", cut, s
+            yield sweep, f"{scheme}_{tag}{value:g}", value, s
+
+
+def _schemes_sweep(cuts: list[int]) -> Iterator[tuple[str, str, Any, dict[str, Any]]]:
+    return _per_device_sweep("schemes", "cut", "cut", cuts)
 
 
 def _schedulers_sweep(n_devices: int) -> Iterator[tuple[str, str, Any, dict[str, Any]]]:
@@ -95,13 +102,7 @@ def _schedulers_sweep(n_devices: int) -> Iterator[tuple[str, str, Any, dict[str,
 
 
 def _bandwidth_sweep(rates: list[float]) -> Iterator[tuple[str, str, Any, dict[str, Any]]]:
-    for scheme in schemes():
-        for mbps in rates:
-            s = copy.deepcopy(BASE)
-            for d in s["devices"]:
-                d["uplink_mbps"] = mbps
-            s["training"]["scheme"] = scheme
-            yield "bandwidth", f"{scheme}_up{mbps:g}", mbps, s
+    return _per_device_sweep("bandwidth", "uplink_mbps", "up", rates)
 
 
 def _heterogeneity_sweep(spreads: list[float]) -> Iterator[tuple[str, str, Any, dict[str, Any]]]:

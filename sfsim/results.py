@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,6 @@ class RunResult:
     trace: pd.DataFrame
     memory: pd.DataFrame
     scenario_yaml: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def summarize(

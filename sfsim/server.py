@@ -88,17 +88,14 @@ class ServerQueue:
             want_dev = self.plan[len(self.served)]
             want_it = sum(1 for d, _ in self.served if d == want_dev)
             for i, t in enumerate(self.waiting):
-                if t.device == want_dev and self._task_number(t) == want_it:
+                if t.device == want_dev and t.iteration == want_it:
                     return i
             return None
         ready = [
-            Ready(t.device, self._task_number(t), t.arrival_s, t.server_s, t.remaining_s)
+            Ready(t.device, t.iteration, t.arrival_s, t.server_s, t.remaining_s)
             for t in self.waiting
         ]
         return self.scheduler.select(ready, self.sim.now, self.rng)
-
-    def _task_number(self, t: ServerTask) -> int:
-        return t.iteration
 
     def run(self) -> Proc:
         """The server's process for this round."""
