@@ -6,8 +6,10 @@ uploads), so "time spent uploading" can mean two different things:
 * ``how="critical"`` (default): the round's **critical path**. Walk backwards from the end of
   the round: take a span that ends exactly when the walk stands (preferring the device the walk
   is following, so a device's chain of forward → uplink → queue → server → downlink → backward is
-  kept), charge its duration to its category, and continue from its start. When no span ends
-  there, the time back to the latest earlier span end is charged to ``idle``. The categories
+  kept; a server-queue wait is taken only when no work ends there, since waiting behind a
+  busy server is time the server's work takes), charge its duration to its category, and
+  continue from its start. When no span ends there, the time back to the latest earlier
+  span end is charged to ``idle``. The categories
   then add up to the round's length, and each bar answers "which activities made this round as
   long as it was" — shortening anything off the path would not shorten the round.
 * ``how="busy"``: the busy time of each category summed over all devices (resource-seconds).
@@ -57,12 +59,19 @@ def critical_path(trace: pd.DataFrame, start_s: float, end_s: float) -> pd.DataF
     starts, ends = t["start_s"].to_numpy(float), t["end_s"].to_numpy(float)
     devices, phases = t["device"].astype(str).to_numpy(), t["phase"].astype(str).to_numpy()
     cats = np.array(_categories(t), dtype=object)
+    waits = cats == "queue"
     tol = 1e-9 * max(1.0, abs(end_s))
     segments: list[tuple[float, float, str, str, str]] = []
     now, following = end_s, ""
     while now > start_s + tol:
         hit = np.flatnonzero((np.abs(ends - now) <= tol) & (starts < now - tol))
         if hit.size:
+            # A wait in the server queue that ends while the server finishes other work was
+            # a wait *for* that work: follow the work. The wait is charged only when nothing
+            # else ends there (the server was idle, e.g. an offline plan held the request).
+            working = hit[~waits[hit]]
+            if working.size:
+                hit = working
             same = hit[devices[hit] == following]
             pool = same if same.size else hit
             i = int(pool[np.argmin(starts[pool])])
