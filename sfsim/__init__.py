@@ -2,6 +2,37 @@
 
 The core (engine, schemes, costs, links, schedulers, scenario schema, results) imports neither
 torch nor matplotlib; profiling (`sfsim.profiling`) and plotting (`sfsim.plotting`) sit on top.
+
+The Python API (docs/api.md) is loaded on first use, so ``import sfsim`` stays cheap::
+
+    import sfsim
+    run = sfsim.run("scenario.yaml", seed=1, overrides={"training.rounds": 2})
+    run.summary["makespan_s"]; run.trace; run.memory; run.write("runs/x")
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+#: Names ``import sfsim`` exposes, each loaded from `sfsim.api` on first use.
+_API = ("load_scenario", "run", "load_run", "compare", "sweep", "Run")
+__all__ = ["Run", "__version__", "compare", "load_run", "load_scenario", "run", "sweep"]
+
+if TYPE_CHECKING:
+    from sfsim.api import Run, compare, load_run, load_scenario, run, sweep
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from sfsim import api
+
+        value = getattr(api, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sfsim' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

@@ -14,7 +14,6 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -149,6 +148,18 @@ def print_summary(summary: dict[str, Any], out: Path | None) -> None:
         out_console.print(f"run folder: {out}")
 
 
+#: ``--set KEY=VALUE`` (repeatable): any scenario key, validated like the file.
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="override a scenario key (dotted; list items as devices[1].cut; value as YAML); "
+        "repeatable",
+    ),
+]
+
+
 @app.command()
 @user_errors
 def run(
@@ -159,92 +170,66 @@ def run(
     seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
     scheduler: Annotated[str | None, typer.Option(help="override the scheduler")] = None,
     scheme: Annotated[str | None, typer.Option(help="override the training scheme")] = None,
+    set_: SetOption = None,
+    trace: Annotated[
+        str,
+        typer.Option(
+            metavar="{parquet,json,none}",
+            help="trace files in the run folder: parquet, json (Perfetto), both "
+            "(parquet,json) or none",
+        ),
+    ] = "parquet,json",
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out folder")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no summary table")] = False,
 ) -> None:
     """Simulate a scenario: print a summary and write a run folder."""
-    from sfsim.results import RunResult, write_run_folder
-    from sfsim.run import resolve, simulate
-    from sfsim.scenario import dump_scenario, load_scenario
+    from sfsim import api
+    from sfsim.overrides import parse_set
 
     if seed is not None and seed < 0:
         raise InputError("must be a non-negative integer", key="--seed")
+    sets = parse_set(set_ or [])
+    api.parse_trace(trace)
     with about(scenario):
-        resolved = resolve(load_scenario(scenario), scheme=scheme, scheduler=scheduler, seed=seed)
+        resolved = api.resolve(
+            scenario, scheme=scheme, scheduler=scheduler, seed=seed, overrides=sets
+        )
     if out is not None and out.exists() and not overwrite:
         raise InputError("already exists; choose another --out or pass --overwrite", file=out)
     if out is None:
         out = _default_out(
             resolved.name, resolved.training.scheme, resolved.scheduler.name, resolved.seed
         )
-    from sfsim.progress import progress, round_callback
-
     try:
-        with about(scenario), progress(
-            resolved.training.rounds,
-            f"simulating {resolved.name}",
-            enabled=False if quiet else None,
-        ) as bar:
-            result = simulate(resolved, on_round=round_callback(bar))
+        with about(scenario):
+            result = api.run_resolved(resolved, progress=False if quiet else None)
     except InputError as exc:
-        import pandas as pd
-
-        failed = RunResult(
-            _error_summary(resolved, exc.message),
-            pd.DataFrame(),
-            pd.DataFrame(),
-            dump_scenario(resolved),
-        )
-        write_run_folder(out, failed, overwrite=overwrite)
+        api.failed_run(resolved, exc.message).write(out, overwrite=overwrite, trace=trace)
         raise fail(f"{exc.message} (run folder with status 'error': {out})") from None
     except Exception as exc:  # an internal bug: still leave a self-describing folder
-        import pandas as pd
-
         text = "".join(traceback.format_exception(exc))
-        failed = RunResult(
-            _error_summary(resolved, text), pd.DataFrame(), pd.DataFrame(), dump_scenario(resolved)
-        )
-        write_run_folder(out, failed, overwrite=overwrite)
+        api.failed_run(resolved, text).write(out, overwrite=overwrite, trace=trace)
         raise fail(
             f"internal error ({type(exc).__name__}: {exc}); details in {out}/summary.json", code=1
         ) from None
-    write_run_folder(out, result, _extra_writers(), overwrite=overwrite)
+    result.write(out, overwrite=overwrite, trace=trace)
     if not quiet:
         print_summary(result.summary, out)
 
 
-def _error_summary(s: Any, message: str) -> dict[str, Any]:
-    return {
-        "scenario": s.name,
-        "scheme": s.training.scheme,
-        "scheduler": s.scheduler.name,
-        "seed": s.seed,
-        "rounds": s.training.rounds,
-        "status": "error",
-        "error": message,
-        "version": __version__,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-
-
-def _extra_writers() -> list[Any]:
-    """Optional run-folder writers contributed by layers on top of the core (e.g. trace.json)."""
-    try:
-        mod = importlib.import_module("sfsim.export")
-    except ModuleNotFoundError:
-        return []
-    return list(getattr(mod, "RUN_WRITERS", []))
-
-
 @app.command()
 @user_errors
-def validate(scenario: Annotated[Path, typer.Argument(help="scenario YAML file")]) -> None:
+def validate(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    set_: SetOption = None,
+) -> None:
     """Check a scenario file: exit 0 when valid, 2 with a message naming the key when not."""
-    from sfsim.run import resolve
-    from sfsim.scenario import load_scenario
+    from sfsim import api
+    from sfsim.overrides import parse_set
 
+    sets = parse_set(set_ or [])
     with about(scenario):
-        s = resolve(load_scenario(scenario))
+        s = api.resolve(scenario, overrides=sets)
     out_console.print(
         f"ok: {scenario} ({len(s.devices)} devices, scheme {s.training.scheme}, "
         f"model {s.model.arch})"
@@ -278,6 +263,7 @@ def _register_subcommands() -> None:
         "sfsim.profiling.cli",
         "sfsim.plotting.cli",
         "sfsim.compare",
+        "sfsim.sweep",
     ):
         try:
             mod = importlib.import_module(mod_name)

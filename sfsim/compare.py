@@ -26,7 +26,7 @@ import typer
 from sfsim.errors import InputError
 from sfsim.results import RunResult
 from sfsim.run import resolve, simulate
-from sfsim.scenario import Scenario, load_scenario
+from sfsim.scenario import Scenario
 from sfsim.schemes import scheme_class, schemes
 
 COLUMNS = [
@@ -92,6 +92,11 @@ def _fmt(v: Any, scale: float, digits: int) -> str:
     return "-" if v is None or pd.isna(v) else f"{v / scale:.{digits}f}"
 
 
+#: ``--set KEY=VALUE`` on ``sfsim compare`` (as on ``sfsim run``; see `sfsim.overrides`).
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="override a scenario key (as for sfsim run); repeatable")]
+
+
 def register(app: typer.Typer) -> None:
     """Add ``sfsim compare`` to the command line."""
     from rich.table import Table
@@ -106,9 +111,13 @@ def register(app: typer.Typer) -> None:
         schemes_: Annotated[str | None, typer.Option(
             "--schemes", help="comma-separated scheme names (default: every scheme)")] = None,
         seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
+        set_: SetOption = None,
     ) -> None:
         """Run one scenario under every scheme and tabulate time, FLOPs, bytes and memory."""
-        s = load_scenario(scenario)
+        from sfsim.api import load_scenario as load_with_overrides
+        from sfsim.overrides import parse_set
+
+        s = load_with_overrides(scenario, overrides=parse_set(set_ or []))
         names = [n.strip() for n in schemes_.split(",") if n.strip()] if schemes_ else None
         df = compare(s, names, seed=seed)
         table = Table(title=f"sfsim compare: {s.name}")
