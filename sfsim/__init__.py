@@ -12,6 +12,8 @@ The Python API (docs/api.md) is loaded on first use, so ``import sfsim`` stays c
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -22,6 +24,24 @@ __all__ = ["Run", "__version__", "compare", "load_run", "load_scenario", "run", 
 
 if TYPE_CHECKING:
     from sfsim.api import Run, compare, load_run, load_scenario, run, sweep
+
+
+class _Package(types.ModuleType):
+    """``sfsim.run`` and ``sfsim.compare`` name API functions *and* submodules.
+
+    Importing a submodule sets it as an attribute of its package, which would replace the
+    function ``sfsim.run`` with the module ``sfsim/run.py``. This package keeps the functions;
+    the modules stay importable by their full names (``from sfsim.run import simulate``,
+    ``importlib.import_module("sfsim.compare")``; not ``import sfsim.run as m``).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _API and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

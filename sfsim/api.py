@@ -161,11 +161,16 @@ def resolve(
 
 
 def parse_trace(trace: str | Iterable[str] | None) -> frozenset[str]:
-    """``"parquet,json"`` / ``["json"]`` / ``"none"`` -> the set of trace formats to write."""
+    """``"parquet,json"`` / ``["json"]`` / ``"none"`` -> the set of trace formats to write.
+
+    A collection (``{"json"}``, ``[]``) lists the formats itself; empty means none.
+    """
     if trace is None:
         trace = DEFAULT_TRACE
     items = trace.split(",") if isinstance(trace, str) else list(trace)
     names = [str(n).strip().lower() for n in items if str(n).strip()]
+    if not isinstance(trace, str) and not items:
+        return frozenset()
     if not names:
         raise InputError("give parquet, json, both (parquet,json) or none", key="--trace")
     if "none" in names:
