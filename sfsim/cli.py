@@ -37,6 +37,23 @@ _WIDTH = shutil.get_terminal_size((120, 24)).columns
 out_console = Console(width=_WIDTH)
 err_console = Console(stderr=True, width=_WIDTH)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"sfsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True,
+                     help="Print the sfsim version and exit."),
+    ] = False,
+) -> None:
+    """Simulate split / federated LLM fine-tuning over mobile devices and an edge server."""
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -237,13 +254,23 @@ def validate(
 
 
 @app.command("schemes")
-def list_schemes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List the training schemes."""
-    from sfsim.schemes import schemes
+@user_errors
+def list_schemes(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list of {name, description, ...}.")
+    ] = False,
+) -> None:
+    """List the training schemes (built-in and from installed plugins)."""
+    from sfsim.schemes import scheme_class, schemes
 
     items = schemes()
     if as_json:
-        print(json.dumps([{"name": k, "description": v} for k, v in items.items()], indent=2))
+        rows = []
+        for k, v in items.items():
+            cls = scheme_class(k)
+            rows.append({"name": k, "description": v, "uses_scheduler": cls.uses_scheduler,
+                         "fixed_scheduler": cls.fixed_scheduler, "module": cls.__module__})
+        print(json.dumps(rows, indent=2))
         return
     t = Table("scheme", "description")
     for k, v in items.items():

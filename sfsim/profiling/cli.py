@@ -1,6 +1,6 @@
-"""The profiling layer's commands: ``sfsim profile``, ``sfsim models``, ``sfsim fidelity``.
+"""The profiling layer's commands: ``sfsim profile``, ``models``, ``processors``, ``fidelity``.
 
-``register(app)`` adds the three commands to the main Typer app. Only ``profile`` and ``fidelity``
+``register(app)`` adds the four commands to the main Typer app. Only ``profile`` and ``fidelity``
 need torch, and they import it inside the command, so ``sfsim models`` (and the rest of the CLI)
 work without it. User errors print ``error: ...`` to stderr and exit with status 2.
 """
@@ -41,12 +41,18 @@ def _arch_or_fail(name: str) -> ModelArch:
 
 
 def models_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list of {name, description, ...}.")
+    ] = False,
 ) -> None:
     """List the known model architectures and their parameter counts."""
     rows: list[dict[str, Any]] = [
         {
             "name": a.name,
+            "description": (
+                f"{a.family} decoder, {a.total_params() / 1e6:,.0f}M parameters, "
+                f"{a.n_layers} blocks, hidden {a.hidden}"
+            ),
             "family": a.family,
             "params": a.total_params(),
             "n_layers": a.n_layers,
@@ -183,8 +189,58 @@ def fidelity_command(
     )
 
 
+def _processor_row(p: Any) -> dict[str, Any]:
+    peak = {k: v / 1e12 for k, v in p.peak_flops.items()}
+    return {
+        "name": p.name,
+        "description": (
+            f"{p.kind}: {peak['fp32']:g} TFLOP/s fp32, {p.mem_bw_bytes_s / 1e9:g} GB/s, "
+            f"{p.memory_bytes / 1e9:g} GB"
+        ),
+        "kind": p.kind,
+        "peak_tflops": peak,
+        "mem_bw_gbps": p.mem_bw_bytes_s / 1e9,
+        "memory_gb": p.memory_bytes / 1e9,
+        "efficiency": p.efficiency,
+        "source": p.source,
+        "notes": p.notes,
+    }
+
+
+def processors_command(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list of {name, description, ...}.")
+    ] = False,
+) -> None:
+    """List the processor catalogue (sfsim/data/processors.yaml): figures and their sources."""
+    from sfsim.costs.processors import catalogue
+
+    rows = [_processor_row(p) for p in catalogue().values()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    import shutil
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=True)
+    table.add_column("processor", no_wrap=True)
+    table.add_column("kind")
+    for col in ("TFLOP/s fp32 / fp16", "GB/s", "GB", "efficiency"):
+        table.add_column(col, justify="right")
+    table.add_column("source", ratio=1)
+    for r in rows:
+        pk = r["peak_tflops"]
+        table.add_row(r["name"], r["kind"], f"{pk['fp32']:g} / {pk.get('fp16', pk['fp32']):g}",
+                      f"{r['mem_bw_gbps']:g}", f"{r['memory_gb']:g}", f"{r['efficiency']:g}",
+                      r["source"])
+    Console(width=max(100, shutil.get_terminal_size((140, 24)).columns)).print(table)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``profile``, ``models`` and ``fidelity`` to ``app``."""
+    """Add ``profile``, ``models``, ``processors`` and ``fidelity`` to ``app``."""
     app.command("models")(models_command)
+    app.command("processors")(processors_command)
     app.command("profile")(profile_command)
     app.command("fidelity")(fidelity_command)

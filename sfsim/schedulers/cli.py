@@ -64,12 +64,20 @@ def _int_list(text: str, option: str) -> list[int]:
 
 
 def schedulers_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list of {name, description, ...}.")
+    ] = False,
 ) -> None:
     """List the available schedulers with a one-line description each."""
     names = _guard(available)
     if as_json:
-        typer.echo(json.dumps(names, indent=2))
+        rows = []
+        for name, text in names.items():
+            cls = scheduler_class(name)
+            rows.append({"name": name, "description": text, "online": bool(cls.online),
+                         "supports_chains": bool(cls.supports_chains),
+                         "params": accepted_params(cls)})
+        typer.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
     from rich.table import Table

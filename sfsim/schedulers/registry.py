@@ -17,10 +17,11 @@ raises :class:`sfsim.errors.InputError` listing what is valid.
 from __future__ import annotations
 
 import inspect
-from importlib import metadata
+from importlib import metadata  # noqa: F401  (tests patch registry.metadata.entry_points)
 from typing import Any, TypeVar
 
 from sfsim.errors import InputError
+from sfsim.plugins import load_entry_point_classes
 from sfsim.schedulers.base import Scheduler
 
 ENTRY_POINT_GROUP = "sfsim.schedulers"
@@ -57,23 +58,7 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        source = f"entry point {ep.name!r} ({ep.value}) in group {ENTRY_POINT_GROUP!r}"
-        try:
-            cls = ep.load()
-        except Exception as exc:  # a broken plugin must say which one it is
-            raise InputError(f"cannot load scheduler plugin {source}: {exc}") from exc
-        if not (isinstance(cls, type) and issubclass(cls, Scheduler)):
-            raise InputError(f"scheduler plugin {source} is not a Scheduler subclass: {cls!r}")
-        if getattr(cls, "name", None) != ep.name:
-            raise InputError(
-                f"scheduler plugin {source}: the entry-point name must equal the class's "
-                f"name attribute, got {getattr(cls, 'name', None)!r}"
-            )
-        try:
-            register(cls)
-        except ValueError as exc:
-            raise InputError(f"scheduler plugin {source} refused: {exc}") from exc
+    load_entry_point_classes(ENTRY_POINT_GROUP, Scheduler, "scheduler", register)
 
 
 def available() -> dict[str, str]:

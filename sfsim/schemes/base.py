@@ -9,6 +9,12 @@ memory, and in which order the server serves devices. It is two things:
 
 Schemes share the engine's two primitives (``sim.compute`` and ``sim.send``) and the server queue
 (`sfsim.server`), so a new scheme is a small subclass registered with ``@register_scheme``.
+
+Built-in schemes register themselves when ``sfsim.schemes`` is imported. Installed packages add
+schemes through the entry-point group ``sfsim.schemes`` (``my_scheme = "my_pkg.mod:MyScheme"``
+in their ``pyproject.toml``); those are loaded once, the first time the registry is asked for a
+name or the list of names, so ``sfsim run`` finds them like built-ins. A name is taken once: a
+plugin can never replace a built-in. See ``docs/schemes.md`` ("Writing a scheme").
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from typing import ClassVar, TypeVar
 
 from sfsim.engine import Proc, Sim
 from sfsim.errors import InputError
+from sfsim.plugins import load_entry_point_classes
 from sfsim.schedulers import Scheduler
+
+ENTRY_POINT_GROUP = "sfsim.schemes"
 
 
 class Scheme(abc.ABC):
@@ -41,24 +50,43 @@ class Scheme(abc.ABC):
 
 
 _SCHEMES: dict[str, type[Scheme]] = {}
+_plugins_loaded = False
 S = TypeVar("S", bound=type[Scheme])
 
 
 def register_scheme(cls: S) -> S:
     """Class decorator: register a scheme under ``cls.name``; duplicate names are refused."""
-    name = cls.name
+    if not (isinstance(cls, type) and issubclass(cls, Scheme)):
+        raise TypeError(f"only Scheme subclasses can be registered, got {cls!r}")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{cls.__qualname__} must set a non-empty class attribute 'name'")
+    if not isinstance(getattr(cls, "description", None), str):
+        raise ValueError(f"{cls.__qualname__} must set a one-line class attribute 'description'")
     if name in _SCHEMES and _SCHEMES[name] is not cls:
         raise ValueError(f"a scheme named {name!r} is already registered ({_SCHEMES[name]})")
     _SCHEMES[name] = cls
     return cls
 
 
+def _load_plugins() -> None:
+    """Register the schemes of every installed ``sfsim.schemes`` entry point, once."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    load_entry_point_classes(ENTRY_POINT_GROUP, Scheme, "scheme", register_scheme)
+
+
 def schemes() -> dict[str, str]:
-    """Registered scheme names and their one-line descriptions."""
+    """Registered scheme names (built-in and plugin) and their one-line descriptions."""
+    _load_plugins()
     return {n: c.description for n, c in sorted(_SCHEMES.items())}
 
 
 def scheme_class(name: str, *, file: str | None = None, key: str | None = None) -> type[Scheme]:
+    """The class registered under ``name``; InputError listing the known names otherwise."""
+    _load_plugins()
     if name not in _SCHEMES:
         raise InputError(
             f"unknown scheme {name!r}; known: {', '.join(sorted(_SCHEMES))}", file=file, key=key

@@ -34,8 +34,10 @@ def instance_file(tmp_path: Path) -> Path:
 def test_schedulers_lists_names(app: typer.Typer) -> None:
     res = RUNNER.invoke(app, ["schedulers", "--json"])
     assert res.exit_code == 0
-    names = json.loads(res.stdout)
-    assert {"fifo", "schrage", "carlier", "milp", "local_search"} <= set(names)
+    rows = json.loads(res.stdout)  # one shape for every --json listing: {name, description, ...}
+    names = {r["name"] for r in rows}
+    assert {"fifo", "schrage", "carlier", "milp", "local_search"} <= names
+    assert all(r["description"] and isinstance(r["online"], bool) for r in rows)
     table = RUNNER.invoke(app, ["schedulers"])
     assert table.exit_code == 0 and "carlier" in table.stdout
 
