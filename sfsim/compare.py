@@ -11,7 +11,10 @@ counters the papers argue about:
 
 A scheme the scenario cannot run (a device that cannot hold its work, a missing cut) is not an
 error of the comparison: its row says ``skipped`` and why. ``sfsim compare`` prints the table and
-writes it as Parquet and CSV.
+writes it as Parquet and CSV. When *every* scheme was skipped there is nothing to compare: the
+command prints the table, writes nothing and exits with status 2. ``--out`` never replaces an
+existing ``compare.parquet`` / ``compare.csv`` without ``--overwrite``; both files are written
+to temporary names and renamed into place, so a failure leaves the old ones whole.
 """
 
 from __future__ import annotations
@@ -112,11 +115,18 @@ def register(app: typer.Typer) -> None:
             "--schemes", help="comma-separated scheme names (default: every scheme)")] = None,
         seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
         set_: SetOption = None,
+        overwrite: Annotated[bool, typer.Option(
+            help="replace compare.parquet / compare.csv already in --out")] = False,
     ) -> None:
-        """Run one scenario under every scheme and tabulate time, FLOPs, bytes and memory."""
+        """Run one scenario under every scheme and tabulate time, FLOPs, bytes and memory.
+
+        Exits with status 2 when every scheme was skipped (then nothing is written).
+        """
         from sfsim.api import load_scenario as load_with_overrides
         from sfsim.overrides import parse_set
 
+        if out is not None:
+            _check_out(out, overwrite)
         s = load_with_overrides(scenario, overrides=parse_set(set_ or []))
         names = [n.strip() for n in schemes_.split(",") if n.strip()] if schemes_ else None
         df = compare(s, names, seed=seed)
@@ -133,8 +143,50 @@ def register(app: typer.Typer) -> None:
                           _fmt(r["server_peak_bytes"], 1e9, 3),
                           _fmt(r["device_peak_max_bytes"], 1e9, 3), note)
         out_console.print(table)
+        if not df.empty and (df["status"] == "skipped").all():
+            raise InputError(
+                f"every scheme was skipped ({', '.join(df['scheme'])}); nothing to compare"
+                + (f", nothing written to {out}" if out is not None else ""),
+                file=str(scenario),
+            )
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            df.to_parquet(out / "compare.parquet", index=False)
-            df.to_csv(out / "compare.csv", index=False)
+            _check_out(out, overwrite)  # again: something may have appeared while running
+            _write_tables(df, out)
             out_console.print(f"written: {out / 'compare.parquet'}, {out / 'compare.csv'}")
+
+
+OUT_FILES = ("compare.parquet", "compare.csv")
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """``--out`` is a folder or absent; its tables are replaced only with ``--overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise InputError("is not a folder; --out names the folder for compare.parquet / .csv",
+                         file=str(out))
+    taken = [name for name in OUT_FILES if (out / name).exists()]
+    if taken and not overwrite:
+        raise InputError(
+            f"already holds {', '.join(taken)}; choose another --out or pass --overwrite",
+            file=str(out),
+        )
+
+
+def _write_tables(df: pd.DataFrame, out: Path) -> None:
+    """Write both tables beside their final names, then rename them into place."""
+    import os
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder: {exc.strerror}", file=str(out)) from None
+    tmp = {name: out / f".{name}.{os.getpid()}.tmp" for name in OUT_FILES}
+    try:
+        df.to_parquet(tmp["compare.parquet"], index=False)
+        df.to_csv(tmp["compare.csv"], index=False)
+        for name, path in tmp.items():
+            os.replace(path, out / name)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", file=str(out)) from None
+    finally:
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
