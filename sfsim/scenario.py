@@ -207,10 +207,25 @@ class VariabilityCfg(Section):
     sigma: NonNegFloat = 0.1
 
 
+class SeedsCfg(Section):
+    """A seed per source of randomness; each one left out follows the scenario's ``seed``.
+
+    ``seeds.X: n`` gives stream X exactly the draws ``seed: n`` would give it, so a fleet drawn
+    with one seed can be replayed under the channel noise, compute variability or scheduler
+    randomness of another (``seed: 1`` with ``seeds: {channel: 2}``).
+    """
+
+    fleet: Annotated[int, Field(ge=0)] | None = None  # the generated fleet
+    channel: Annotated[int, Field(ge=0)] | None = None  # shadowing and fading of Shannon links
+    compute: Annotated[int, Field(ge=0)] | None = None  # compute variability
+    scheduler: Annotated[int, Field(ge=0)] | None = None  # randomised scheduling rules
+
+
 class Scenario(Section):
     name: str = "scenario"
     description: str = ""
     seed: Annotated[int, Field(ge=0)] = 0
+    seeds: SeedsCfg = Field(default_factory=SeedsCfg)
     model: ModelCfg = Field(default_factory=ModelCfg)
     costs: CostsCfg = Field(default_factory=CostsCfg)
     processors: dict[str, ProcessorCfg] = Field(default_factory=dict)

@@ -4,7 +4,8 @@
 builds each device's uplink and downlink, picks the cost model, and converts every human unit
 (Mbit/s, GB, ms, dBm, MHz) to bits/s, bytes, seconds, watts and hertz. All randomness flows from one
 ``SeedSequence(seed)``, spawned into independent children (fleet, channel, scheduler, variability),
-so the same scenario and seed always give the same world.
+so the same scenario and seed always give the same world. A scenario's ``seeds`` section replaces
+any of these streams by the one another seed would give (`Seeds.for_scenario`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,19 @@ class Seeds:
     def from_seed(cls, seed: int) -> Seeds:
         fleet, channel, scheduler, variability = np.random.SeedSequence(seed).spawn(4)
         return cls(fleet, channel, scheduler, variability)
+
+    @classmethod
+    def for_scenario(cls, s: Scenario) -> Seeds:
+        """The streams of ``s.seed``, each replaced by that of ``s.seeds.X`` where X is given.
+
+        ``seeds.X = n`` gives stream X the values ``seed: n`` would, and a scenario without
+        ``seeds`` draws exactly what it always did.
+        """
+        base = cls.from_seed(s.seed)
+        own = {"fleet": s.seeds.fleet, "channel": s.seeds.channel,
+               "scheduler": s.seeds.scheduler, "variability": s.seeds.compute}
+        return replace(base, **{k: getattr(cls.from_seed(v), k)
+                                for k, v in own.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -140,7 +154,7 @@ def resolved_devices(s: Scenario) -> list[DeviceCfg]:
     """Explicit devices followed by the generated fleet (drawn from the fleet generator)."""
     devices = list(s.devices)
     if s.fleet is not None:
-        rng = np.random.default_rng(Seeds.from_seed(s.seed).fleet)
+        rng = np.random.default_rng(Seeds.for_scenario(s).fleet)
         devices += _fleet_devices(s.fleet, rng, {d.id for d in devices})
     return devices
 
@@ -172,7 +186,7 @@ def _links(d: DeviceCfg, ch: ChannelCfg, seeds: list[np.random.SeedSequence]) ->
 
 def build_world(s: Scenario) -> World:
     """Resolve a validated scenario into devices, links, server and cost model."""
-    seeds = Seeds.from_seed(s.seed)
+    seeds = Seeds.for_scenario(s)
     procs = dict(catalogue())
     procs.update({n: processor_from_dict(n, p.model_dump()) for n, p in s.processors.items()})
     cfgs = resolved_devices(s)
