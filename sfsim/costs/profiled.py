@@ -12,7 +12,9 @@
    extrapolation is proportional to the work, never flat. Rank outside the grid follows the slope
    between the two highest ranks: the LoRA overhead is *measured* (small rank-r matmuls and extra
    passes over activations cost far more than their FLOPs), never derived from FLOPs. Noise can make
-   a higher rank look faster; values are made non-decreasing in rank when loaded.
+   a higher rank look faster; values are made non-decreasing in rank when loaded. A workload more
+   than :data:`FAR_OUTSIDE` (2×) beyond the grid on any axis is extrapolated with a
+   ``RuntimeWarning``, once per model, op and axis, naming the axis, the factor and the range.
 2. **Other LoRA targets.** A profile is measured for one target set (e.g. ``q+v``) and at rank 0.
    For another set the measured LoRA overhead (rank r minus rank 0, never below zero) is scaled
    by ``Σ(d_in + d_out)`` over the targets, the size of the activations the adapters read and
@@ -48,6 +50,7 @@ import csv
 import io
 import itertools
 import json
+import math
 import warnings
 from bisect import bisect_left
 from collections import defaultdict
@@ -67,6 +70,9 @@ PROFILE_COLUMNS = (
     "op", "batch", "seq", "rank", "targets", "dtype",
     "median_s", "iqr_s", "min_s", "reps", "quiet", "flops",
 )  # fmt: skip
+#: A workload more than this factor beyond a profile's batch, sequence or rank range is
+#: extrapolated with a warning (once per model, op and axis).
+FAR_OUTSIDE = 2.0
 RANKED_OPS = frozenset({Op.BLOCK_FWD, Op.BLOCK_BWD, Op.BLOCK_BWD_NO_INPUT_GRAD, Op.OPT_STEP})
 LOGIT_BYTES = 4  # the loss is computed on fp32 logits
 
@@ -321,9 +327,9 @@ class ProfiledCostModel:
             raise InputError(f"profile of {work.arch.name} has no {op} rows at rank 0")
         return self._scaled_lookup(tables[key], op, ref, 0), dtype
 
-    @staticmethod
-    def _scaled_lookup(table: _OpTable, op: Op, w: Workload, rank: int) -> float:
+    def _scaled_lookup(self, table: _OpTable, op: Op, w: Workload, rank: int) -> float:
         """Interpolate inside the batch × seq box; outside, scale by the work ratio."""
+        self._warn_if_far(table, op, w, rank)
         b = min(max(w.batch, table.batches[0]), table.batches[-1])
         s = min(max(w.seq, table.seqs[0]), table.seqs[-1])
         t = table.at_rank(rank, b, s) if rank else table.at(0, b, s)
@@ -331,6 +337,24 @@ class ProfiledCostModel:
             return t
         inside = Workload(w.arch, b, s, w.dtype, w.lora_rank, w.lora_targets)
         return t * _work_measure(op, w) / _work_measure(op, inside)
+
+    def _warn_if_far(self, table: _OpTable, op: Op, w: Workload, rank: int) -> None:
+        """Warn, once per model, op and axis, when a workload lies far outside the grid."""
+        ranks = [r for r in table.by_rank if r > 0]
+        axes = [("batch", w.batch, table.batches[0], table.batches[-1]),
+                ("seq", w.seq, table.seqs[0], table.seqs[-1])]
+        if rank > 0 and ranks:
+            axes.append(("rank", rank, min(ranks), max(ranks)))
+        for axis, x, lo, hi in axes:
+            factor = max(x / hi, lo / x) if x > 0 else math.inf
+            if factor > FAR_OUTSIDE:
+                how = "along the LoRA overhead slope" if axis == "rank" else "by the work ratio"
+                self._warn_once(
+                    f"{w.arch.name}/{op}/{axis}",
+                    f"{w.arch.name} {op}: {axis} {x} is {factor:.3g}x outside the profiled "
+                    f"range {lo}..{hi} in {self._folder}; the time is extrapolated {how} and "
+                    f"may be far off; profile that {axis} (sfsim profile) to measure it",
+                )
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
