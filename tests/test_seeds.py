@@ -1,4 +1,4 @@
-"""Separable seeds: ``seeds: {fleet, channel, compute, scheduler}``, each defaulting from ``seed``."""
+"""Separable seeds: ``seeds: {fleet, channel, compute, scheduler}``, each defaulting to ``seed``."""
 
 from __future__ import annotations
 
