@@ -14,7 +14,8 @@
 The command line is a thin layer over these functions: ``sfsim run`` calls :func:`resolve`,
 :func:`run_resolved` and :meth:`Run.write` with the same defaults, so a folder written from
 Python and one written by the CLI differ only in wall-clock fields (``summary.json``'s
-``wall_s``; ``finished_at`` in a failed run's summary). See docs/api.md.
+``wall_s``, ``finished_at`` in a failed run's summary, the completion marker's ``written_at``).
+See docs/api.md.
 """
 
 from __future__ import annotations
@@ -263,13 +264,14 @@ class Run:
         """Write the run folder (as ``sfsim run --out FOLDER`` does) and return its path.
 
         ``trace`` picks the trace files: ``"parquet,json"`` (default), ``"parquet"``, ``"json"``
-        or ``"none"``. An existing folder is replaced only with ``overwrite``.
+        or ``"none"``. An existing folder is replaced only with ``overwrite``, and never by a
+        failed run (see `sfsim.results.write_run_folder`). Returns where the folder went.
         """
         from sfsim.results import write_run_folder
 
         out = Path(folder)
         formats = parse_trace(trace)
-        if out.exists() and not overwrite:
+        if self.ok and out.exists() and not overwrite:  # (a failed run goes to OUT.failed-N)
             raise InputError("already exists; choose another folder or pass overwrite=True",
                              file=out)
         result = self.result

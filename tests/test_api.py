@@ -16,15 +16,18 @@ from sfsim.errors import InputError
 
 from .conftest import ROOT
 
-#: Fields of summary.json that hold wall-clock readings and so differ between two runs.
-WALL_CLOCK_FIELDS = {"wall_s", "finished_at"}
+#: Fields that hold wall-clock readings and so differ between two runs: summary.json's
+#: ``wall_s`` (``finished_at`` for a failed run), the completion marker's ``written_at``.
+WALL_CLOCK_FIELDS = {"wall_s", "finished_at", "written_at"}
+#: JSON files of a run folder that may hold them (summary, completion marker).
+JSON_WITH_CLOCKS = {"summary.json", ".sfsim-run"}
 
 
 def _folder_bytes(folder: Path) -> dict[str, bytes]:
     out = {}
     for f in sorted(folder.iterdir()):
         data = f.read_bytes()
-        if f.name == "summary.json":
+        if f.name in JSON_WITH_CLOCKS:
             s = json.loads(data)
             for k in WALL_CLOCK_FIELDS:
                 s.pop(k, None)
