@@ -7,12 +7,16 @@ profiling, plotting) add their own commands through a ``register(app)`` function
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import os
+import re
 import shutil
 import sys
+import tempfile
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
@@ -57,8 +61,20 @@ def _main_options(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _printable(text: str) -> str:
+    """``text`` safe to print: control characters and undecodable bytes escaped."""
+    return "".join(
+        c if c in "\n\t" or (c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF)
+        else ascii(c)[1:-1]
+        for c in text
+    )
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    """Print ``error: MESSAGE`` on stderr; return the Exit to raise (status 2: bad input)."""
+    err_console.print(
+        f"error: {_printable(message)}", markup=False, highlight=False, soft_wrap=True
+    )
     return typer.Exit(code)
 
 
@@ -87,10 +103,29 @@ def about(path: Path) -> Iterator[None]:
         raise
 
 
-def _default_out(name: str, scheme: str, scheduler: str, seed: int) -> Path:
-    base = Path("runs") / f"{name}_{scheme}_{scheduler}_s{seed}"
+#: Longest default run-folder name (the scenario's name is cut to fit).
+DEFAULT_NAME_MAX = 100
+
+
+def _safe_part(text: str) -> str:
+    """``text`` as one portable folder-name part: ASCII letters, digits, ``_ . -`` only."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("._-")
+    return safe or "x"
+
+
+def _default_out(
+    name: str, scheme: str, scheduler: str, seed: int, taken: Collection[Path] = ()
+) -> Path:
+    """``runs/NAME_SCHEME_SCHEDULER_sSEED`` (``-2``, ``-3``... when taken), always under runs/.
+
+    Every part is made safe (no separators, no ``..``, no control characters) and the name is
+    at most `DEFAULT_NAME_MAX` characters, whatever the scenario's ``name`` says.
+    """
+    tail = "_".join(_safe_part(p) for p in (scheme, scheduler, f"s{seed}"))[:40]
+    head = _safe_part(name)[: DEFAULT_NAME_MAX - len(tail) - 6]
+    base = Path("runs") / f"{head}_{tail}"
     out, n = base, 2
-    while out.exists():
+    while os.path.lexists(out) or out in taken:
         out = base.with_name(f"{base.name}-{n}")
         n += 1
     return out
@@ -211,27 +246,60 @@ def run(
         resolved = api.resolve(
             scenario, scheme=scheme, scheduler=scheduler, seed=seed, overrides=sets
         )
-    if out is not None and out.exists() and not overwrite:
-        raise InputError("already exists; choose another --out or pass --overwrite", file=out)
-    if out is None:
-        out = _default_out(
-            resolved.name, resolved.training.scheme, resolved.scheduler.name, resolved.seed
-        )
-    try:
-        with about(scenario):
-            result = api.run_resolved(resolved, progress=False if quiet else None)
-    except InputError as exc:
-        api.failed_run(resolved, exc.message).write(out, overwrite=overwrite, trace=trace)
-        raise fail(f"{exc.message} (run folder with status 'error': {out})") from None
-    except Exception as exc:  # an internal bug: still leave a self-describing folder
-        text = "".join(traceback.format_exception(exc))
-        api.failed_run(resolved, text).write(out, overwrite=overwrite, trace=trace)
-        raise fail(
-            f"internal error ({type(exc).__name__}: {exc}); details in {out}/summary.json", code=1
-        ) from None
-    result.write(out, overwrite=overwrite, trace=trace)
+    # The folder is claimed (checked and locked) before simulating: a second run to the same
+    # folder fails at once, and the rules of `sfsim.results.write_run_folder` apply.
+    claim = _claim_out(out, overwrite, resolved)
+    out = claim.out
+    with claim:
+        try:
+            with about(scenario):
+                result = api.run_resolved(resolved, progress=False if quiet else None)
+        except InputError as exc:
+            folder = api.failed_run(resolved, exc.message).write(
+                out, overwrite=overwrite, trace=trace
+            )
+            raise fail(f"{exc.message} (run folder with status 'error': {folder})") from None
+        except Exception as exc:  # an internal bug: still leave a self-describing folder
+            folder = _write_crash_folder(resolved, exc, out, overwrite)
+            raise fail(
+                f"internal error ({type(exc).__name__}: {exc}); traceback in "
+                f"{folder / 'error.log'}",
+                code=1,
+            ) from None
+        folder = result.write(out, overwrite=overwrite, trace=trace)
     if not quiet:
-        print_summary(result.summary, out)
+        print_summary(result.summary, folder)
+
+
+def _claim_out(out: Path | None, overwrite: bool, resolved: Any) -> Any:
+    """Claim ``--out``, or the first free default folder under runs/ (see `_default_out`)."""
+    from sfsim.results import RunFolderBusy, RunFolderExists, claim_run_folder
+
+    if out is not None:
+        return claim_run_folder(out, overwrite=overwrite)
+    parts = (resolved.name, resolved.training.scheme, resolved.scheduler.name, resolved.seed)
+    taken: set[Path] = set()
+    for _ in range(1000):  # another run may take the name first: move on to the next one
+        candidate = _default_out(*parts, taken=taken)
+        try:
+            return claim_run_folder(candidate)
+        except (RunFolderBusy, RunFolderExists):
+            taken.add(candidate)
+    raise InputError("no free default run folder under runs/; pass --out")
+
+
+def _write_crash_folder(resolved: Any, exc: Exception, out: Path, overwrite: bool) -> Path:
+    """The run folder of a run that hit an internal error: status error, with error.log."""
+    from sfsim import api
+    from sfsim.results import write_run_folder
+
+    first = (str(exc).splitlines() or [""])[0]
+    failed = api.failed_run(
+        resolved, f"internal error ({type(exc).__name__}: {first}); traceback in error.log"
+    )
+    return write_run_folder(
+        out, failed.result, [lambda folder, _r: crash_log(exc, folder)], overwrite=overwrite
+    )
 
 
 @app.command()
@@ -306,11 +374,58 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
+def crash_log(exc: BaseException, folder: Path | None = None) -> Path | None:
+    """Write ``exc``'s traceback to a log file and return its path (None if it cannot).
+
+    The log goes into ``folder`` (``error.log``) when given, else to a new file
+    ``sfsim-crash-*.log`` in the system temporary folder (``$TMPDIR``, else /tmp).
+    """
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except BaseException:  # out of memory or recursion while formatting
+        text = f"{type(exc).__name__}: (traceback could not be formatted)\n"
+    header = f"sfsim {__version__}: {' '.join(sys.argv)}\n\n"
+    try:
+        if folder is not None:
+            path = folder / "error.log"
+            path.write_text(header + text)
+            return path
+        fd, name = tempfile.mkstemp(prefix="sfsim-crash-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(header + text)
+        return Path(name)
+    except BaseException:  # a log is best effort
+        return None
+
+
+def _internal_error(exc: BaseException) -> int:
+    """Report an unexpected exception as one line plus a log file; the exit status (1)."""
+    log = crash_log(exc)
+    where = f"traceback in {log}" if log else "no log could be written"
+    first = (str(exc).splitlines() or [""])[0][:200]
+    with contextlib.suppress(BaseException):  # stderr itself failed: nothing more to do
+        fail(f"internal error ({type(exc).__name__}: {first}); {where}", code=1)
+    return 1
+
+
 def main() -> None:
+    """The ``sfsim`` entry point: every failure becomes exit status 2 (input) or 1 (internal).
+
+    Commands report their own input errors; this is the last resort for anything that escapes
+    a command: an InputError is still ``error: ...`` with status 2, anything else (a bug, a
+    RecursionError, a MemoryError) is one line with status 1 and the traceback in a log file.
+    """
     try:
         app()
+    except SystemExit:
+        raise
     except KeyboardInterrupt:
         sys.exit(130)
+    except InputError as exc:
+        fail(exc.message)
+        sys.exit(2)
+    except BaseException as exc:  # the last resort: never a bare traceback
+        sys.exit(_internal_error(exc))
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ def test_infeasible_memory_is_reported_with_error_folder(tiny, write_yaml, cli, 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "error"
     assert "device 'b'" in summary["error"]
-    assert sorted(p.name for p in out.iterdir()) == ["scenario.resolved.yaml", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".sfsim-run", "scenario.resolved.yaml",
+                                                     "summary.json"]
     # no temporary folders left beside it
     assert [p.name for p in Path(tmp_path).iterdir() if p.name.startswith(".")] == []
 
