@@ -2,11 +2,11 @@
 
 SimPy owns time and the event queue; this module adds three things on top and nothing else:
 
-* ``Trace``: an append-only list of typed spans ``(round, iteration, device, phase, resource,
-  start_s, end_s, bytes, flops)``; every compute step and every transfer is one span.
+* ``Trace``: append-only spans ``(round, iteration, device, phase, resource, start_s, end_s,
+  bytes, flops)``, kept as one list per column; every compute step and every transfer is one span.
 * ``MemoryLedger``: allocate / free events per owner (each device, and ``"server"``) and kind
-  (weights, adapters, gradients, optimizer, activations, boundary, cache, overhead); levels and
-  peaks are derived from it, never kept separately.
+  (weights, adapters, gradients, optimizer, activations, boundary, cache, overhead), kept as
+  columns too; levels and peaks are derived from it, never kept separately.
 * ``Sim``: the context a scheme's SimPy processes run in, with the two primitives they need:
   ``compute`` (hold a processor for some seconds) and ``send`` (move bytes over a device's link).
   The server's queue and dispatch live in `sfsim.server`.
@@ -17,8 +17,9 @@ only sequence time.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ MEMORY_KINDS = (
     "cache",
     "overhead",
 )
+_KINDS = frozenset(MEMORY_KINDS)
 SERVER = "server"
 
 Proc = Generator[simpy.Event, Any, Any]
@@ -64,20 +66,106 @@ class MemEvent:
     label: str
 
 
-@dataclass
+TRACE_COLUMNS = (
+    "round",
+    "iteration",
+    "device",
+    "phase",
+    "resource",
+    "start_s",
+    "end_s",
+    "bytes",
+    "flops",
+)
+MEMORY_COLUMNS = ("seq", "time_s", "owner", "kind", "delta_bytes", "label")
+
+
 class Trace:
-    spans: list[Span] = field(default_factory=list)
+    """The spans, stored column by column (one Python list per field, appended in place).
+
+    Appending a span costs nine list appends and no object; `sfsim.results.trace_frame` turns the
+    columns into a DataFrame without touching rows. ``spans`` rebuilds `Span` objects on demand
+    (tests, small scenarios); ``add`` accepts one for schemes that build their own.
+    """
+
+    __slots__ = (
+        "bytes",
+        "device",
+        "end_s",
+        "flops",
+        "iteration",
+        "phase",
+        "resource",
+        "round",
+        "start_s",
+    )
+
+    def __init__(self) -> None:
+        self.round: list[int] = []
+        self.iteration: list[int] = []
+        self.device: list[str] = []
+        self.phase: list[str] = []
+        self.resource: list[str] = []
+        self.start_s: list[float] = []
+        self.end_s: list[float] = []
+        self.bytes: list[float] = []
+        self.flops: list[float] = []
+
+    def record(
+        self,
+        round: int,
+        iteration: int,
+        device: str,
+        phase: str,
+        resource: str,
+        start_s: float,
+        end_s: float,
+        nbytes: float = 0.0,
+        flops: float = 0.0,
+    ) -> None:
+        if end_s < start_s:
+            raise AssertionError(
+                f"span ends before it starts: {device} {phase} on {resource}, "
+                f"{start_s} > {end_s}"
+            )
+        self.round.append(round)
+        self.iteration.append(iteration)
+        self.device.append(device)
+        self.phase.append(phase)
+        self.resource.append(resource)
+        self.start_s.append(start_s)
+        self.end_s.append(end_s)
+        self.bytes.append(nbytes)
+        self.flops.append(flops)
 
     def add(self, span: Span) -> None:
-        if span.end_s < span.start_s:
-            raise AssertionError(f"span ends before it starts: {span}")
-        self.spans.append(span)
+        self.record(span.round, span.iteration, span.device, span.phase, span.resource,
+                    span.start_s, span.end_s, span.bytes, span.flops)
+
+    def __len__(self) -> int:
+        return len(self.start_s)
+
+    def columns(self) -> dict[str, list[Any]]:
+        """The columns by name, in `TRACE_COLUMNS` order (the lists themselves, not copies)."""
+        return {name: getattr(self, name) for name in TRACE_COLUMNS}
+
+    @property
+    def spans(self) -> list[Span]:
+        return [Span(*row) for row in zip(*self.columns().values(), strict=True)]
 
 
-@dataclass
 class MemoryLedger:
-    events: list[MemEvent] = field(default_factory=list)
-    _level: dict[tuple[str, str], float] = field(default_factory=dict)
+    """Allocate / free events, stored column by column, and the current level per (owner, kind)."""
+
+    __slots__ = ("_level", "delta_bytes", "kind", "label", "owner", "time_s")
+
+    def __init__(self) -> None:
+        self.time_s: list[float] = []
+        self.owner: list[str] = []
+        self.kind: list[str] = []
+        self.delta_bytes: list[float] = []
+        self.label: list[str] = []
+        self._level: dict[tuple[str, str], float] = {}
 
     def alloc(self, t_s: float, owner: str, kind: str, nbytes: float, label: str = "") -> None:
         self._record(t_s, owner, kind, nbytes, label)
@@ -91,15 +179,74 @@ class MemoryLedger:
         return sum(v for (o, _), v in self._level.items() if o == owner)
 
     def _record(self, t_s: float, owner: str, kind: str, delta: float, label: str) -> None:
-        if kind not in MEMORY_KINDS:
+        if kind not in _KINDS:
             raise ValueError(f"unknown memory kind {kind!r}")
         if delta == 0:
             return
-        new = self._level.get((owner, kind), 0.0) + delta
+        key = (owner, kind)
+        new = self._level.get(key, 0.0) + delta
         if new < -1e-6:
             raise AssertionError(f"{owner} frees more {kind} than it holds ({label})")
-        self._level[(owner, kind)] = new
-        self.events.append(MemEvent(len(self.events), t_s, owner, kind, delta, label))
+        self._level[key] = new
+        self.time_s.append(t_s)
+        self.owner.append(owner)
+        self.kind.append(kind)
+        self.delta_bytes.append(delta)
+        self.label.append(label)
+
+    def __len__(self) -> int:
+        return len(self.time_s)
+
+    def columns(self) -> dict[str, list[Any]]:
+        """The columns by name, in `MEMORY_COLUMNS` order (``seq`` is the event's position)."""
+        cols: dict[str, list[Any]] = {"seq": list(range(len(self.time_s)))}
+        cols.update((name, getattr(self, name)) for name in MEMORY_COLUMNS[1:])
+        return cols
+
+    @property
+    def events(self) -> list[MemEvent]:
+        return [MemEvent(*row) for row in zip(*self.columns().values(), strict=True)]
+
+
+class _Lock:
+    """A capacity-1 resource that grants requests in SimPy ``Resource`` order, more cheaply.
+
+    It reproduces the event order of ``simpy.Resource(capacity=1)`` exactly, so a run is the
+    same to the last bit whichever is used: a request is an event triggered at once when the
+    lock is free (the process resumes one step later, as with a granted ``Request``), queued
+    otherwise; a release with requests queued grants the first one from an event processed one
+    step later (SimPy's ``Release``). What it saves is SimPy's bookkeeping: the ``Request``
+    objects, and the ``Release`` event when nobody waits (it would do nothing).
+    """
+
+    __slots__ = ("busy", "env", "waiters")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.busy = False
+        self.waiters: deque[simpy.Event] = deque()
+
+    def acquire(self) -> simpy.Event:
+        event = simpy.Event(self.env)
+        if self.busy or self.waiters:
+            self.waiters.append(event)
+            self._grant()
+        else:
+            self.busy = True
+            event.succeed()
+        return event
+
+    def release(self) -> None:
+        self.busy = False
+        if self.waiters:
+            handover = simpy.Event(self.env)
+            handover.callbacks.append(self._grant)
+            handover.succeed()
+
+    def _grant(self, _: object = None) -> None:
+        if not self.busy and self.waiters:
+            self.busy = True
+            self.waiters.popleft().succeed()
 
 
 class Sim:
@@ -113,18 +260,18 @@ class Sim:
         self._slow_rng: np.random.Generator = np.random.default_rng(world.seeds.variability)
         self.scheduler_rng: np.random.Generator = np.random.default_rng(world.seeds.scheduler)
         # Each device computes one thing at a time and each link carries one transfer at a time.
-        self._busy: dict[tuple[str, str], simpy.Resource] = {}
+        self._busy: dict[tuple[str, str], _Lock] = {}
         self.notes: dict[str, Any] = {}
 
     @property
     def now(self) -> float:
         return float(self.env.now)
 
-    def _resource(self, owner: str, resource: str) -> simpy.Resource:
-        key = (owner, resource)
-        if key not in self._busy:
-            self._busy[key] = simpy.Resource(self.env, capacity=1)
-        return self._busy[key]
+    def _resource(self, owner: str, resource: str) -> _Lock:
+        lock = self._busy.get((owner, resource))
+        if lock is None:
+            lock = self._busy[(owner, resource)] = _Lock(self.env)
+        return lock
 
     def slowdown(self) -> float:
         """A per-phase compute slowdown factor drawn from the variability model (1 for none)."""
@@ -132,6 +279,10 @@ class Sim:
         if v.compute == "none" or v.sigma == 0:
             return 1.0
         return float(self._slow_rng.lognormal(mean=0.0, sigma=v.sigma))
+
+    # The two primitives hold a `_Lock` rather than ``with resource.request()``: the same event
+    # order (see `_Lock`), fewer events. An exception inside leaves the lock held, which is
+    # harmless: an exception ends the simulation.
 
     def compute(
         self,
@@ -147,16 +298,16 @@ class Sim:
         vary: bool = True,
     ) -> Proc:
         """Hold ``owner``'s processor for ``seconds`` (times a slowdown) and record a span."""
-        with self._resource(owner, resource).request() as req:
-            yield req
-            start = self.now
-            duration = seconds * (self.slowdown() if vary else 1.0)
-            yield self.env.timeout(duration)
-            self.trace.add(
-                Span(
-                    round, iteration, device or owner, phase, resource, start, self.now, 0.0, flops
-                )
-            )
+        env = self.env
+        lock = self._resource(owner, resource)
+        yield lock.acquire()
+        start = float(env.now)
+        duration = seconds * (self.slowdown() if vary else 1.0)
+        yield env.timeout(duration)
+        self.trace.record(
+            round, iteration, device or owner, phase, resource, start, float(env.now), 0.0, flops
+        )
+        lock.release()
 
     def send(
         self,
@@ -171,13 +322,15 @@ class Sim:
         """Move ``nbytes`` over ``device``'s uplink or downlink and record a span."""
         spec = self.world.device(device)
         link = spec.uplink if direction == "uplink" else spec.downlink
-        with self._resource(device, direction).request() as req:
-            yield req
-            start = self.now
-            yield self.env.timeout(link.duration_s(nbytes, start))
-            self.trace.add(
-                Span(round, iteration, device, phase, direction, start, self.now, nbytes, 0.0)
-            )
+        env = self.env
+        lock = self._resource(device, direction)
+        yield lock.acquire()
+        start = float(env.now)
+        yield env.timeout(link.duration_s(nbytes, start))
+        self.trace.record(
+            round, iteration, device, phase, direction, start, float(env.now), nbytes, 0.0
+        )
+        lock.release()
 
     def wait_span(
         self,
@@ -190,13 +343,13 @@ class Sim:
         iteration: int = -1,
     ) -> None:
         """Record a span of waiting (e.g. in the server queue) that ends now."""
-        self.trace.add(Span(round, iteration, device, phase, resource, start_s, self.now))
+        self.trace.record(round, iteration, device, phase, resource, start_s, self.now)
 
     def alloc(self, owner: str, kind: str, nbytes: float, label: str = "") -> None:
-        self.memory.alloc(self.now, owner, kind, nbytes, label)
+        self.memory._record(float(self.env.now), owner, kind, nbytes, label)
 
     def free(self, owner: str, kind: str, nbytes: float, label: str = "") -> None:
-        self.memory.free(self.now, owner, kind, nbytes, label)
+        self.memory._record(float(self.env.now), owner, kind, -nbytes, label)
 
     def all_of(self, procs: list[Proc]) -> simpy.events.Condition:
         """Start processes and return an event that fires when all have finished."""

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -89,7 +90,11 @@ def chrome_trace(
     devices: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The run as a Trace Event JSON object (``{"traceEvents": [...], ...}``)."""
+    """The run as a Trace Event JSON object (``{"traceEvents": [...], ...}``).
+
+    Each column is read once into a Python list (no per-row pandas access); rows are grouped
+    by (owner, resource) in one pass, in order of first appearance.
+    """
     cols = ["device", "resource", "phase", "round", "iteration", "start_s", "end_s", "bytes",
             "flops"]
     t = trace_df if not trace_df.empty else pd.DataFrame(columns=cols)
@@ -101,34 +106,47 @@ def chrome_trace(
         events.append(_meta("process_name", pid, None, label))
         events.append(_meta("process_sort_index", pid, None, pid))
 
+    device = [str(x) for x in t["device"].tolist()]
+    resource = [str(x) for x in t["resource"].tolist()]
+    phase = [str(x) for x in t["phase"].tolist()]
+    rnd = [int(x) for x in t["round"].tolist()]
+    iteration = [int(x) for x in t["iteration"].tolist()]
+    start_s = [float(x) for x in t["start_s"].tolist()]
+    end_s = [float(x) for x in t["end_s"].tolist()]
+    nbytes = [float(x) for x in t["bytes"].tolist()]
+    flops = [float(x) for x in t["flops"].tolist()]
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (dev, res) in enumerate(zip(device, resource, strict=True)):
+        owner = SERVER if res in ("server", "server_queue") else dev
+        rows = groups.get((owner, res))
+        if rows is None:
+            rows = groups[(owner, res)] = []
+        rows.append(i)
+
     threads: dict[tuple[int, int], str] = {}
-    owner_col = [SERVER if str(r) in ("server", "server_queue") else str(d)
-                 for d, r in zip(t["device"], t["resource"], strict=True)]
-    frame = t.assign(_owner=owner_col)
-    for key, grp in frame.groupby(["_owner", "resource"], sort=False):
-        owner, resource = (str(k) for k in key)
+    for (owner, res), rows in groups.items():
         layout = SERVER_THREADS if owner == SERVER else DEVICE_THREADS
-        base = {res: (name, tid) for res, name, tid in layout}
-        name, tid = base.get(resource, (resource, OTHER_TID_BASE + len(threads)))
+        base = {r: (name, tid) for r, name, tid in layout}
+        name, tid = base.get(res, (res, OTHER_TID_BASE + len(threads)))
         pid = pids[owner]
-        starts = [float(x) for x in grp["start_s"]]
-        ends = [float(x) for x in grp["end_s"]]
+        starts = [start_s[i] for i in rows]
+        ends = [end_s[i] for i in rows]
         slots = pack_intervals(starts, ends)
-        rows = zip(slots, starts, ends, grp["phase"].astype(str), grp["round"].astype(int),
-                   grp["iteration"].astype(int), grp["device"].astype(str),
-                   grp["bytes"].astype(float), grp["flops"].astype(float), strict=True)
-        for slot, start, end, phase, rnd, it, dev, nbytes, flops in rows:
-            tid_here = tid + SPILL_TID_STEP * slot
-            threads[(pid, tid_here)] = name if slot == 0 else f"{name} {slot + 1}"
-            args: dict[str, Any] = {"phase": phase, "round": rnd, "iteration": it,
-                                    "device": dev}
-            if nbytes:
-                args["bytes"] = nbytes
-            if flops:
-                args["flops"] = flops
+        for slot in set(slots):
+            threads[(pid, tid + SPILL_TID_STEP * slot)] = (
+                name if slot == 0 else f"{name} {slot + 1}"
+            )
+        for i, slot, start, end in zip(rows, slots, starts, ends, strict=True):
+            args: dict[str, Any] = {"phase": phase[i], "round": rnd[i],
+                                    "iteration": iteration[i], "device": device[i]}
+            if nbytes[i]:
+                args["bytes"] = nbytes[i]
+            if flops[i]:
+                args["flops"] = flops[i]
             events.append({
-                "ph": "X", "name": phase, "cat": resource, "pid": pid, "tid": tid_here,
-                "ts": start * US_PER_S, "dur": max(end - start, 0.0) * US_PER_S, "args": args,
+                "ph": "X", "name": phase[i], "cat": res, "pid": pid,
+                "tid": tid + SPILL_TID_STEP * slot, "ts": start * US_PER_S,
+                "dur": max(end - start, 0.0) * US_PER_S, "args": args,
             })
     for (pid, tid), name in sorted(threads.items()):
         events.append(_meta("thread_name", pid, tid, name))
@@ -140,21 +158,50 @@ def chrome_trace(
 
 
 def _memory_counters(memory: pd.DataFrame, pids: dict[str, int]) -> list[dict[str, Any]]:
-    """One counter event per owner per distinct event time: the level (GB) of every kind."""
-    out: list[dict[str, Any]] = []
-    for owner, m in memory.sort_values("seq").groupby("owner", sort=False):
-        pid = pids.get(str(owner))
+    """One counter event per owner per distinct event time: the level (GB) of every kind.
+
+    The levels after each event are running sums per kind (``numpy.cumsum``: the same additions
+    in the same order as a loop over events); only the last event at each time becomes a
+    counter. Each distinct level is rounded once, by Python's ``round`` (exact decimal rounding).
+    """
+    m = memory.sort_values("seq", kind="stable")
+    owner_codes, owner_names = pd.factorize(m["owner"])
+    kind_codes, kind_names = pd.factorize(m["kind"])
+    all_deltas = m["delta_bytes"].to_numpy(dtype=np.float64)
+    all_times = m["time_s"].to_numpy(dtype=np.float64)
+    order = np.argsort(owner_codes, kind="stable")
+    cuts = np.flatnonzero(np.diff(owner_codes[order])) + 1
+    blocks: list[tuple[int, list[str], np.ndarray, np.ndarray]] = []
+    for rows in np.split(order, cuts):
+        pid = pids.get(str(owner_names[int(owner_codes[rows[0]])]))
         if pid is None:
             continue
-        kinds = list(dict.fromkeys(str(k) for k in m["kind"]))
-        level = dict.fromkeys(kinds, 0.0)
-        last: dict[float, dict[str, float]] = {}
-        for time_s, kind, delta in zip(m["time_s"], m["kind"], m["delta_bytes"], strict=True):
-            level[str(kind)] += float(delta)
-            last[float(time_s)] = {k: round(max(v, 0.0) / 1e9, 9) for k, v in level.items()}
-        for time_s, values in last.items():
+        codes, used = pd.factorize(kind_codes[rows])  # this owner's kinds, first seen first
+        deltas = np.zeros((len(rows), len(used)))
+        deltas[np.arange(len(rows)), codes] = all_deltas[rows]
+        levels = np.cumsum(deltas, axis=0)
+        times = all_times[rows]
+        # the last event at each distinct time, in order of each time's first appearance
+        _, first = np.unique(times, return_index=True)
+        _, last_rev = np.unique(times[::-1], return_index=True)
+        last = (len(times) - 1 - last_rev)[np.argsort(first, kind="stable")]
+        gb = np.maximum(levels[last], 0.0) / 1e9
+        blocks.append((pid, [str(kind_names[int(k)]) for k in used], times[last], gb))
+    if not blocks:
+        return []
+    distinct, inverse = np.unique(np.concatenate([g.ravel() for *_, g in blocks]),
+                                  return_inverse=True)
+    once = [round(v, 9) for v in distinct.tolist()]
+    rounded = [once[i] for i in inverse.ravel().tolist()]
+    out: list[dict[str, Any]] = []
+    at = 0
+    for pid, kinds, times, _ in blocks:
+        n = len(kinds)
+        for time_s in times.tolist():
+            values = dict(zip(kinds, rounded[at : at + n], strict=True))
             out.append({"ph": "C", "name": "memory GB", "pid": pid, "tid": 0,
                         "ts": time_s * US_PER_S, "args": values})
+            at += n
     return out
 
 

@@ -18,38 +18,58 @@ import re
 import shutil
 import tempfile
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sfsim import __version__
-from sfsim.engine import SERVER, MemEvent, Span
+from sfsim.engine import MEMORY_COLUMNS as _MEMORY_FIELDS
+from sfsim.engine import SERVER, MemEvent, MemoryLedger, Span, Trace
+from sfsim.engine import TRACE_COLUMNS as _TRACE_FIELDS
 from sfsim.errors import InputError
 
-TRACE_COLUMNS = [f for f in Span.__dataclass_fields__]
-MEMORY_COLUMNS = [f for f in MemEvent.__dataclass_fields__]
+TRACE_COLUMNS = list(_TRACE_FIELDS)
+MEMORY_COLUMNS = list(_MEMORY_FIELDS)
+_TRACE_DTYPES = {
+    "round": "int64",
+    "iteration": "int64",
+    "start_s": "float64",
+    "end_s": "float64",
+    "bytes": "float64",
+    "flops": "float64",
+}
+_MEMORY_DTYPES = {"seq": "int64", "time_s": "float64", "delta_bytes": "float64"}
 
 
-def trace_frame(spans: list[Span]) -> pd.DataFrame:
-    df = pd.DataFrame([asdict(s) for s in spans], columns=TRACE_COLUMNS)
-    return df.astype(
-        {
-            "round": "int64",
-            "iteration": "int64",
-            "start_s": "float64",
-            "end_s": "float64",
-            "bytes": "float64",
-            "flops": "float64",
-        }
-    )
+def _frame(columns: dict[str, list[Any]], dtypes: dict[str, str]) -> pd.DataFrame:
+    """A DataFrame built column by column: numbers go through NumPy, strings through pandas."""
+    data: dict[str, Any] = {}
+    for name, values in columns.items():
+        dtype = dtypes.get(name)
+        data[name] = np.array(values, dtype=dtype) if dtype else values
+    return pd.DataFrame(data, columns=list(columns))
 
 
-def memory_frame(events: list[MemEvent]) -> pd.DataFrame:
-    df = pd.DataFrame([asdict(e) for e in events], columns=MEMORY_COLUMNS)
-    df = df.astype({"seq": "int64", "time_s": "float64", "delta_bytes": "float64"})
+def trace_frame(spans: Trace | list[Span]) -> pd.DataFrame:
+    """One row per span, in the order the spans were recorded."""
+    if not isinstance(spans, Trace):
+        cols: dict[str, list[Any]] = {c: [getattr(s, c) for s in spans] for c in TRACE_COLUMNS}
+    else:
+        cols = spans.columns()
+    return _frame(cols, _TRACE_DTYPES)
+
+
+def memory_frame(events: MemoryLedger | list[MemEvent]) -> pd.DataFrame:
+    """One row per allocate / free event, with each owner's running total (``level_bytes``)."""
+    if not isinstance(events, MemoryLedger):
+        cols: dict[str, list[Any]] = {c: [getattr(e, c) for e in events] for c in MEMORY_COLUMNS}
+    else:
+        cols = events.columns()
+    df = _frame(cols, _MEMORY_DTYPES)
     df["level_bytes"] = df.groupby("owner")["delta_bytes"].cumsum()
     return df
 
@@ -97,6 +117,40 @@ def link_bytes(trace: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
+_PER_DEVICE_RESOURCES = {
+    "compute_s": "device",
+    "uplink_s": "uplink",
+    "downlink_s": "downlink",
+    "queue_wait_s": "server_queue",
+    "server_s": "server",
+}
+
+
+def duration_by_device_resource(trace: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """Summed span durations per (device, resource), in one pass over the trace.
+
+    Rows are grouped by a stable sort, so each group's durations are summed in trace order by
+    NumPy's pairwise sum: the same figures, to the last bit, as summing each device's filtered
+    rows one device at a time.
+    """
+    if trace.empty:
+        return {}
+    dev_codes, dev_names = pd.factorize(trace["device"])
+    res_codes, res_names = pd.factorize(trace["resource"])
+    keys = dev_codes.astype(np.int64) * len(res_names) + res_codes
+    dur = (trace["end_s"] - trace["start_s"]).to_numpy(dtype=np.float64)
+    order = np.argsort(keys, kind="stable")
+    keys, dur = keys[order], dur[order]
+    cuts = np.flatnonzero(np.diff(keys)) + 1
+    starts = np.concatenate(([0], cuts))
+    ends = np.concatenate((cuts, [len(keys)]))
+    out: dict[tuple[str, str], float] = {}
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        d, r = divmod(int(keys[a]), len(res_names))
+        out[(str(dev_names[d]), str(res_names[r]))] = float(dur[a:b].sum())
+    return out
+
+
 @dataclass
 class RunResult:
     summary: dict[str, Any]
@@ -116,17 +170,15 @@ def summarize(
     links = link_bytes(trace)
     busy_s = union_length_s(trace[trace["resource"] == "server"])
     makespan = round_bounds[-1][1] if round_bounds else 0.0
+    busy = duration_by_device_resource(trace)
     per_device = {}
     for dev_id, info in devices.items():
-        t = trace[trace["device"] == dev_id]
-        dur = t["end_s"] - t["start_s"]
         per_device[dev_id] = {
             **info,
-            "compute_s": float(dur[t["resource"] == "device"].sum()),
-            "uplink_s": float(dur[t["resource"] == "uplink"].sum()),
-            "downlink_s": float(dur[t["resource"] == "downlink"].sum()),
-            "queue_wait_s": float(dur[t["resource"] == "server_queue"].sum()),
-            "server_s": float(dur[t["resource"] == "server"].sum()),
+            **{
+                field: busy.get((dev_id, resource), 0.0)
+                for field, resource in _PER_DEVICE_RESOURCES.items()
+            },
             "peak_bytes": peaks.get(dev_id, 0.0),
             **links.get(dev_id, {"uplink": 0.0, "downlink": 0.0}),
         }

@@ -15,8 +15,10 @@ recorded as a ``queue_wait`` span on the ``server_queue`` resource.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import simpy
@@ -25,7 +27,7 @@ from sfsim.engine import Proc, Sim
 from sfsim.schedulers import Instance, Ready, Scheduler, makespan
 
 
-@dataclass
+@dataclass(slots=True)
 class ServerTask:
     device: str
     iteration: int
@@ -35,18 +37,45 @@ class ServerTask:
     done: simpy.Event
     arrival_s: float = float("nan")
 
+    def ready(self) -> Ready:
+        return Ready(self.device, self.iteration, self.arrival_s, self.server_s, self.remaining_s)
 
-@dataclass
+
 class ServerQueue:
-    sim: Sim
-    round: int
-    expected: int  # tasks to serve this round
-    scheduler: Scheduler
-    rng: np.random.Generator
-    plan: list[str] | None = None  # offline plan: device ids, k-th occurrence = k-th task
-    waiting: list[ServerTask] = field(default_factory=list)
-    served: list[tuple[str, int]] = field(default_factory=list)
-    _arrival: simpy.Event | None = None
+    """The waiting tasks of one round and the server process that serves them.
+
+    How the next task is found, in O(log n) or O(1) per dispatch where possible:
+
+    * offline plan: waiting tasks are looked up by ``(device, iteration)``; the plan says which
+      one is next (the k-th occurrence of a device in the plan is its k-th task);
+    * online rule with a task-only key (`Scheduler.task_key`: fifo, spt, lpt, longest_tail,
+      schrage): a heap ordered by that key;
+    * any other online scheduler (e.g. a plugin): ``scheduler.select`` over the waiting tasks.
+    """
+
+    def __init__(
+        self,
+        sim: Sim,
+        round: int,
+        expected: int,
+        scheduler: Scheduler,
+        rng: np.random.Generator,
+        plan: list[str] | None = None,
+    ) -> None:
+        self.sim = sim
+        self.round = round
+        self.expected = expected  # tasks to serve this round
+        self.scheduler = scheduler
+        self.rng = rng
+        self.plan = plan  # offline plan: device ids, k-th occurrence = k-th task
+        self.served: list[tuple[str, int]] = []
+        self._arrival: simpy.Event | None = None
+        self._key = scheduler.task_key() if scheduler.online else None
+        self._heap: list[tuple[Any, int, ServerTask]] = []  # online rule with a task-only key
+        self._by_task: dict[tuple[str, int], ServerTask] = {}  # offline plan replay
+        self._waiting: list[ServerTask] = []  # generic select()
+        self._served_of: dict[str, int] = {}  # tasks served so far per device (plan replay)
+        self._seq = 0
 
     @classmethod
     def for_round(
@@ -73,39 +102,48 @@ class ServerQueue:
             )
         return q
 
+    @property
+    def waiting(self) -> list[ServerTask]:
+        """The tasks waiting now (in no particular order)."""
+        if self.plan is not None:
+            return list(self._by_task.values())
+        if self._key is not None:
+            return [t for _, _, t in self._heap]
+        return list(self._waiting)
+
     def submit(self, task: ServerTask) -> simpy.Event:
         task.arrival_s = self.sim.now
-        self.waiting.append(task)
+        if self.plan is not None:
+            self._by_task[(task.device, task.iteration)] = task
+        elif self._key is not None:
+            heapq.heappush(self._heap, (self._key(task.ready()), self._seq, task))
+            self._seq += 1
+        else:
+            self._waiting.append(task)
         if self._arrival is not None and not self._arrival.triggered:
             self._arrival.succeed()
         return task.done
 
-    def _next_index(self) -> int | None:
-        """Index of the task to serve now, or None to wait for more arrivals."""
-        if not self.waiting:
-            return None
+    def _pop_next(self) -> ServerTask | None:
+        """The task to serve now, taken off the queue, or None to wait for more arrivals."""
         if self.plan is not None:
-            want_dev = self.plan[len(self.served)]
-            want_it = sum(1 for d, _ in self.served if d == want_dev)
-            for i, t in enumerate(self.waiting):
-                if t.device == want_dev and t.iteration == want_it:
-                    return i
+            device = self.plan[len(self.served)]
+            return self._by_task.pop((device, self._served_of.get(device, 0)), None)
+        if self._key is not None:
+            return heapq.heappop(self._heap)[2] if self._heap else None
+        if not self._waiting:
             return None
-        ready = [
-            Ready(t.device, t.iteration, t.arrival_s, t.server_s, t.remaining_s)
-            for t in self.waiting
-        ]
-        return self.scheduler.select(ready, self.sim.now, self.rng)
+        ready = [t.ready() for t in self._waiting]
+        return self._waiting.pop(self.scheduler.select(ready, self.sim.now, self.rng))
 
     def run(self) -> Proc:
         """The server's process for this round."""
         while len(self.served) < self.expected:
-            idx = self._next_index()
-            if idx is None:
+            task = self._pop_next()
+            if task is None:
                 self._arrival = self.sim.env.event()
                 yield self._arrival
                 continue
-            task = self.waiting.pop(idx)
             self.sim.wait_span(
                 task.device,
                 "queue_wait",
@@ -116,4 +154,5 @@ class ServerQueue:
             )
             yield self.sim.env.process(task.serve(task))
             self.served.append((task.device, task.iteration))
+            self._served_of[task.device] = self._served_of.get(task.device, 0) + 1
             task.done.succeed()

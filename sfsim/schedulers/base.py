@@ -28,7 +28,7 @@ from __future__ import annotations
 import abc
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -192,6 +192,16 @@ class Scheduler(abc.ABC):
     def select(self, waiting: Sequence[Ready], now_s: float, rng: np.random.Generator) -> int:
         """Online dispatch: index into ``waiting`` of the task to serve next."""
         raise NotImplementedError(f"scheduler {self.name!r} is offline: use order()")
+
+    def task_key(self) -> Callable[[Ready], Any] | None:
+        """A key such that ``select`` always serves the waiting task with the smallest key.
+
+        Return one only when the key depends on the task alone (not on the clock, the rng or
+        the other waiting tasks) and no two tasks share a key; the server then keeps its queue
+        in a heap instead of calling :meth:`select` on every dispatch. The default (None) makes
+        the server call :meth:`select`.
+        """
+        return None
 
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters as stored (scikit-learn style: attribute = parameter)."""

@@ -19,7 +19,7 @@ uniformly random plan (a random interleaving for chains) as a no-information bas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -65,6 +65,15 @@ class PriorityRule(Scheduler):
         if not waiting:
             raise ValueError("select() needs at least one waiting task")
         return min(range(len(waiting)), key=lambda i: self.key(waiting[i]))
+
+    def task_key(self) -> Callable[[Ready], Key] | None:
+        """The rule's key (unique per task: every key ends with the job id and task index).
+
+        None when a subclass overrides :meth:`select`, whose choice the key may not describe.
+        """
+        if type(self).select is not PriorityRule.select:
+            return None
+        return self.key
 
 
 @register
