@@ -20,6 +20,7 @@ from sfsim.results import RunResult, memory_frame, peak_bytes, summarize, trace_
 from sfsim.scenario import Scenario, dump_scenario
 from sfsim.schedulers import get_scheduler
 from sfsim.schemes import scheme_class
+from sfsim.schemes.population import RoundDriver
 from sfsim.world import World, build_world, resolved_devices
 
 GB = 1e9
@@ -39,7 +40,7 @@ def resolve(
     s = s.model_copy(
         update={"training": training, "scheduler": sched, "seed": s.seed if seed is None else seed}
     )
-    if s.fleet is not None:
+    if s.fleet is not None and s.fleet.participants is None:  # a population stays a generator
         s = s.model_copy(update={"devices": resolved_devices(s), "fleet": None})
     return Scenario.model_validate(s.model_dump())
 
@@ -83,20 +84,22 @@ def simulate(
     scheduler = get_scheduler(sched_name, **sched_params)
     scheme = cls(scheduler)
     sim = Sim(world)
-    scheme.setup(sim)
+    driver = RoundDriver(scheme, sim)  # a population sets up each round's participants
+    driver.start()
     world = sim.world  # setup may replace the devices (e.g. cuts chosen by a cut policy)
     bounds: list[tuple[float, float]] = []
 
     def main() -> Proc:
         for r in range(world.rounds):
             start = sim.now
-            yield sim.env.process(scheme.round(sim, r))
+            yield sim.env.process(driver.round(r))
             bounds.append((start, sim.now))
             if on_round is not None:
                 on_round(r + 1, world.rounds)
 
     sim.env.process(main())
     sim.env.run()
+    world = sim.world  # a population: the devices that took part
     trace = trace_frame(sim.trace.spans)
     memory = memory_frame(sim.memory.events)
     if check_memory:
@@ -125,7 +128,12 @@ def simulate(
     }
     summary = summarize(trace, memory, bounds, header, devices)
     summary["server_memory_bytes"] = world.server.memory_bytes
-    scheme_notes = {k: v for k, v in sim.notes.items() if k != "plans"}
+    if "population" in sim.notes:  # population size and each round's participants
+        summary["population"] = sim.notes["population"]
+        summary["participants"] = sim.notes["participants"]
+    scheme_notes = {
+        k: v for k, v in sim.notes.items() if k not in ("plans", "population", "participants")
+    }
     if scheme_notes:  # what a scheme decided in setup (chosen cuts, backbones)
         summary["scheme_notes"] = scheme_notes
     plans = sim.notes.get("plans", [])

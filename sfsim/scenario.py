@@ -125,6 +125,11 @@ class FleetCfg(Section):
     downlink_mbps: PosFloat | Range | None = None
     distance_m: PosFloat | Range | None = None
     overhead_mb: NonNegFloat = 200.0
+    # A population: only `participants` devices (explicit and generated together) take part in
+    # each round, drawn afresh per round with the fleet seed; `weighted` draws in proportion to
+    # `samples` (without replacement). Unset: every device takes part in every round.
+    participants: PosInt | None = None
+    sampling: Literal["uniform", "weighted"] = "uniform"
 
 
 class ServerCfg(Section):
@@ -263,6 +268,10 @@ class Scenario(Section):
             for c in cuts:
                 if c is not None and c >= depth:
                     raise _KeyError("fleet.cut", _cut_msg(c, self.model.arch, depth))
+            population = len(self.devices) + self.fleet.count
+            if self.fleet.participants is not None and self.fleet.participants > population:
+                raise _KeyError("fleet.participants", f"{self.fleet.participants} participants "
+                                f"per round but the population has only {population} devices")
         if self.server.processor not in known:
             raise _KeyError("server.processor", _unknown_processor(self.server.processor, known))
         self._check_backbones(known)

@@ -81,6 +81,12 @@ class World:
     costs: CostModel
     seeds: Seeds
     variability: VariabilityCfg
+    #: A population run (``fleet.participants``): the devices as columns, from which each
+    #: round's participants are drawn; ``devices`` then holds only those that took part.
+    population: Population | None = None
+    #: Memoised per-device costs, keyed by what they depend on (e.g. processor, batch, cut);
+    #: shared by the copies ``with_devices`` makes.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
     _by_id: dict[str, DeviceSpec] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -151,12 +157,176 @@ def _fleet_devices(f: FleetCfg, rng: np.random.Generator, taken: set[str]) -> li
 
 
 def resolved_devices(s: Scenario) -> list[DeviceCfg]:
-    """Explicit devices followed by the generated fleet (drawn from the fleet generator)."""
+    """Explicit devices followed by the generated fleet (drawn from the fleet generator).
+
+    For a population (``fleet.participants``) this expands every device of the population:
+    only on request, since a run draws its participants without expanding anything.
+    """
     devices = list(s.devices)
+    if s.fleet is not None and s.fleet.participants is not None:
+        seeds = Seeds.for_scenario(s)
+        pop = Population.draw(s, seeds, {})
+        return devices + [pop.device_cfg(i) for i in range(len(devices), pop.size)]
     if s.fleet is not None:
         rng = np.random.default_rng(Seeds.for_scenario(s).fleet)
         devices += _fleet_devices(s.fleet, rng, {d.id for d in devices})
     return devices
+
+
+def _column(value: float | Range | list[Any] | None, n: int, rng: np.random.Generator,
+            dtype: type = float) -> np.ndarray:
+    """One attribute for ``n`` generated devices (NaN or 0 where the scenario leaves it unset)."""
+    if isinstance(value, Range):
+        return rng.uniform(value.min, value.max, size=n)
+    if isinstance(value, list):
+        return np.asarray(value, dtype=dtype)[rng.integers(len(value), size=n)]
+    fill = (np.nan if dtype is float else 0) if value is None else value
+    return np.full(n, fill, dtype=dtype)
+
+
+def _child_seed(parent: np.random.SeedSequence, *key: int) -> np.random.SeedSequence:
+    """The seed ``parent.spawn`` would give as child ``key`` (without spawning the others)."""
+    return np.random.SeedSequence(
+        parent.entropy, spawn_key=(*parent.spawn_key, *key), pool_size=parent.pool_size
+    )
+
+
+#: Spawn key, under the fleet seed, of the stream that draws each round's participants. No other
+#: stream is spawned from the fleet seed, so adding it changes no existing draw.
+PARTICIPATION_KEY = 1
+
+
+@dataclass
+class Population:
+    """A scenario's devices as columns: explicit devices first, then the generated fleet.
+
+    Nothing per device is built until a device takes part in a round: ``spec(i)`` makes its
+    `DeviceSpec` (processor, links) on demand and keeps it, so a device keeps its channel state
+    from one participation to the next. Set-up cost is a few numpy columns, whatever the size.
+
+    The generated columns are drawn attribute by attribute from the fleet seed, so a population
+    does not reproduce, device for device, the fleet a scenario without ``participants`` draws.
+    """
+
+    scenario: Scenario
+    explicit: list[DeviceCfg]
+    classes: list[str]  # processor class names; ``processor`` indexes into it
+    processor: np.ndarray  # int, one per generated device
+    batch: np.ndarray  # int
+    samples: np.ndarray  # int, explicit devices included (sampling weights)
+    cut: np.ndarray  # int, 0: unset
+    uplink_mbps: np.ndarray  # float, NaN: unset
+    downlink_mbps: np.ndarray
+    distance_m: np.ndarray
+    participation: np.random.SeedSequence
+    channel: np.random.SeedSequence
+    procs: dict[str, Processor]
+    _specs: dict[int, DeviceSpec] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def draw(cls, s: Scenario, seeds: Seeds, procs: dict[str, Processor]) -> Population:
+        f = s.fleet
+        assert f is not None
+        rng = np.random.default_rng(seeds.fleet)
+        names = list(f.mix)
+        weights = np.array([f.mix[n] for n in names], dtype=float)
+        exact = weights / weights.sum() * f.count
+        counts = np.floor(exact).astype(int)
+        for i in np.argsort(-(exact - counts), kind="stable")[: f.count - counts.sum()]:
+            counts[i] += 1
+        proc = rng.permutation(np.repeat(np.arange(len(names)), counts))
+        n = f.count
+        samples = np.rint(_column(f.samples, n, rng)).astype(np.int64)
+        pop = cls(
+            scenario=s,
+            explicit=list(s.devices),
+            classes=names,
+            processor=proc,
+            batch=_column(f.batch_size, n, rng, int).astype(np.int64),
+            samples=np.concatenate([[d.samples for d in s.devices], samples]).astype(np.int64),
+            cut=_column(f.cut, n, rng, int).astype(np.int64),
+            uplink_mbps=_column(f.uplink_mbps, n, rng),
+            downlink_mbps=_column(f.downlink_mbps, n, rng),
+            distance_m=_column(f.distance_m, n, rng),
+            participation=_child_seed(seeds.fleet, PARTICIPATION_KEY),
+            channel=seeds.channel,
+            procs=procs,
+        )
+        pop._check_ids()
+        return pop
+
+    @property
+    def size(self) -> int:
+        return len(self.explicit) + len(self.processor)
+
+    def device_id(self, i: int) -> str:
+        if i < len(self.explicit):
+            return self.explicit[i].id
+        f = self.scenario.fleet
+        assert f is not None
+        return f"{f.id_prefix}{i - len(self.explicit):0{len(str(f.count - 1))}d}"
+
+    def _check_ids(self) -> None:
+        f = self.scenario.fleet
+        assert f is not None
+        width = len(str(f.count - 1))
+        for d in self.explicit:
+            tail = d.id.removeprefix(f.id_prefix)
+            if d.id.startswith(f.id_prefix) and tail.isdigit() and len(tail) == width \
+                    and int(tail) < f.count:
+                raise InputError(
+                    f"generated device id {d.id!r} clashes with an explicit device",
+                    key="fleet.id_prefix",
+                )
+
+    def device_cfg(self, i: int) -> DeviceCfg:
+        """Device ``i`` as a scenario entry (generated ones built without re-validation)."""
+        if i < len(self.explicit):
+            return self.explicit[i]
+        f = self.scenario.fleet
+        assert f is not None
+        j = i - len(self.explicit)
+
+        def opt(col: np.ndarray) -> float | None:
+            return None if np.isnan(col[j]) else float(col[j])
+
+        return DeviceCfg.model_construct(
+            id=self.device_id(i),
+            processor=self.classes[int(self.processor[j])],
+            memory_gb=None,
+            batch_size=int(self.batch[j]),
+            samples=int(self.samples[i]),
+            cut=int(self.cut[j]) or None,
+            uplink_mbps=opt(self.uplink_mbps),
+            downlink_mbps=opt(self.downlink_mbps),
+            distance_m=opt(self.distance_m),
+            overhead_mb=f.overhead_mb,
+        )
+
+    def spec(self, i: int) -> DeviceSpec:
+        """Device ``i``'s spec, built the first time it is asked for."""
+        if i not in self._specs:
+            seed = _child_seed(self.channel, i)  # as build_world seeds device i's links
+            self._specs[i] = _device_spec(self.device_cfg(i), self.scenario, self.procs, seed)
+        return self._specs[i]
+
+    def participants(self, r: int) -> np.ndarray:
+        """Indices of round ``r``'s participants, ascending (a seeded draw per round)."""
+        f = self.scenario.fleet
+        assert f is not None and f.participants is not None
+        k, n = f.participants, self.size
+        rng = np.random.default_rng(_child_seed(self.participation, r))
+        if f.sampling == "uniform":
+            chosen = rng.choice(n, size=k, replace=False)
+        else:
+            # Successive sampling in proportion to `samples`, without replacement: the k
+            # smallest of Exp(1) / w_i (Efraimidis & Spirakis), linear in the population.
+            keys = rng.exponential(size=n) / self.samples
+            chosen = np.argpartition(keys, k - 1)[:k] if k < n else np.arange(n)
+        return np.sort(chosen)
+
+    def round_devices(self, r: int) -> list[DeviceSpec]:
+        return [self.spec(int(i)) for i in self.participants(r)]
 
 
 def _links(d: DeviceCfg, ch: ChannelCfg, seeds: list[np.random.SeedSequence]) -> tuple[Link, Link]:
@@ -184,32 +354,44 @@ def _links(d: DeviceCfg, ch: ChannelCfg, seeds: list[np.random.SeedSequence]) ->
     return up_link, down_link
 
 
+def _device_spec(
+    d: DeviceCfg, s: Scenario, procs: dict[str, Processor], seed: np.random.SeedSequence
+) -> DeviceSpec:
+    """One device in engine units, its links seeded from ``seed``."""
+    up, down = _links(d, s.channel, seed.spawn(3))
+    proc = procs[d.processor]
+    return DeviceSpec(
+        id=d.id,
+        processor=proc,
+        memory_bytes=(d.memory_gb * GB) if d.memory_gb else proc.memory_bytes,
+        batch=d.batch_size,
+        samples=d.samples,
+        cut=d.cut,
+        uplink=up,
+        downlink=down,
+        overhead_bytes=d.overhead_mb * MB,
+        distance_m=d.distance_m
+        or (s.channel.distance_m if s.channel.model == "shannon" else None),
+    )
+
+
 def build_world(s: Scenario) -> World:
-    """Resolve a validated scenario into devices, links, server and cost model."""
+    """Resolve a validated scenario into devices, links, server and cost model.
+
+    A population scenario (``fleet.participants``) builds no device here: its devices stay
+    columns (`Population`) and each round's participants are built when they take part.
+    """
     seeds = Seeds.for_scenario(s)
     procs = dict(catalogue())
     procs.update({n: processor_from_dict(n, p.model_dump()) for n, p in s.processors.items()})
-    cfgs = resolved_devices(s)
-    link_seeds = seeds.channel.spawn(len(cfgs))
+    population = None
     devices = []
-    for d, ss in zip(cfgs, link_seeds, strict=True):
-        up, down = _links(d, s.channel, ss.spawn(3))
-        proc = procs[d.processor]
-        devices.append(
-            DeviceSpec(
-                id=d.id,
-                processor=proc,
-                memory_bytes=(d.memory_gb * GB) if d.memory_gb else proc.memory_bytes,
-                batch=d.batch_size,
-                samples=d.samples,
-                cut=d.cut,
-                uplink=up,
-                downlink=down,
-                overhead_bytes=d.overhead_mb * MB,
-                distance_m=d.distance_m
-                or (s.channel.distance_m if s.channel.model == "shannon" else None),
-            )
-        )
+    if s.fleet is not None and s.fleet.participants is not None:
+        population = Population.draw(s, seeds, procs)
+    else:
+        cfgs = resolved_devices(s)
+        link_seeds = seeds.channel.spawn(len(cfgs))
+        devices = [_device_spec(d, s, procs, ss) for d, ss in zip(cfgs, link_seeds, strict=True)]
     sproc = procs[s.server.processor]
     server = ServerSpec(
         processor=sproc,
@@ -218,4 +400,5 @@ def build_world(s: Scenario) -> World:
     )
     params = {"profile_dir": s.costs.profile_dir} if s.costs.profile_dir else {}
     costs = build_cost_model(s.costs.model, **params)
-    return World(s, get_arch(s.model.arch), devices, server, costs, seeds, s.variability)
+    return World(s, get_arch(s.model.arch), devices, server, costs, seeds, s.variability,
+                 population)

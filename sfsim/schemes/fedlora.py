@@ -39,7 +39,16 @@ class LocalCosts:
 
 
 def local_costs(world: World, dev: DeviceSpec) -> LocalCosts:
-    """Sum the cost model's per-op times over the whole model on the device's processor."""
+    """Sum the cost model's per-op times over the whole model on the device's processor
+    (memoised per world by processor and batch)."""
+    key = ("local", dev.processor.name, dev.batch)
+    if key not in world.memo:
+        world.memo[key] = _local_costs(world, dev)
+    costs: LocalCosts = world.memo[key]
+    return costs
+
+
+def _local_costs(world: World, dev: DeviceSpec) -> LocalCosts:
     w = world.workload(dev.batch)
     cm, proc, n = world.costs, dev.processor, world.arch.n_layers
 

@@ -32,6 +32,7 @@ from sfsim.costs import ARCHS, ModelArch, Op, Workload, get_arch
 from sfsim.costs import footprint as fp
 from sfsim.engine import SERVER, Proc, Sim
 from sfsim.errors import InfeasibleError
+from sfsim.schedulers import Scheduler
 from sfsim.schemes.base import Scheme, register_scheme
 from sfsim.schemes.cuts import GB, frozen_working_bytes
 from sfsim.schemes.side import SideNet, build_side_net, tap_layers
@@ -138,6 +139,12 @@ class FedMobiLLM(Scheme):
     uses_scheduler = False
     fixed_scheduler = "fifo"
 
+    def __init__(self, scheduler: Scheduler):
+        super().__init__(scheduler)
+        # Run-long, not reset by setup (a population sets up every round; the cache outlives it)
+        self.cached_bytes = 0.0
+        self.batches_done: dict[str, int] = {}  # batches each device has trained on so far
+
     def setup(self, sim: Sim) -> None:
         w0 = sim.world
         cfg = w0.scenario.training.fedmobillm
@@ -162,7 +169,6 @@ class FedMobiLLM(Scheme):
                   "frozen final norm + LM head")
         sim.alloc(SERVER, "adapters", fp.FP32 * params, "side network + alignment layers")
         sim.alloc(SERVER, "optimizer", moments * fp.FP32 * params, "side network optimizer")
-        self.cached_bytes = 0.0
 
     def round(self, sim: Sim, r: int) -> Proc:
         mailbox = Mailbox(sim)
@@ -181,7 +187,9 @@ class FedMobiLLM(Scheme):
         for d in sim.world.devices:
             c = self.costs[d.id]
             streams[d.id] = DeviceStream(sim, d.id, buffer, arrive)
-            fresh = [k for k in range(k_total) if r * k_total + k < c.n_batches]
+            done = self.batches_done.get(d.id, 0)  # r × K when every device takes part
+            self.batches_done[d.id] = done + k_total
+            fresh = [k for k in range(k_total) if done + k < c.n_batches]
             for k in range(k_total):
                 if k not in fresh:  # already cached in an earlier epoch: train from the cache
                     mailbox.put(Arrival(d.id, r, k, sim.now))

@@ -60,7 +60,19 @@ class SplitCosts:
 
 
 def split_costs(world: World, dev: DeviceSpec, cut: int) -> SplitCosts:
-    """Sum the cost model's per-op times over the blocks each side runs."""
+    """Sum the cost model's per-op times over the blocks each side runs.
+
+    Memoised per world by what they depend on (processor, batch, cut), so a large fleet or a
+    population costs one evaluation per distinct device class, not per device.
+    """
+    key = ("split", dev.processor.name, dev.batch, cut)
+    if key not in world.memo:
+        world.memo[key] = _split_costs(world, dev, cut)
+    costs: SplitCosts = world.memo[key]
+    return costs
+
+
+def _split_costs(world: World, dev: DeviceSpec, cut: int) -> SplitCosts:
     w = world.workload(dev.batch)
     cm, dp, sp = world.costs, dev.processor, world.server.processor
     n_srv = world.arch.n_layers - cut

@@ -66,7 +66,16 @@ class FrozenCosts:
 
 
 def frozen_costs(world: World, dev: DeviceSpec, cut: int, chunk_blocks: int) -> FrozenCosts:
-    """Per-batch costs of device ``dev`` at ``cut`` under splitfrozen."""
+    """Per-batch costs of device ``dev`` at ``cut`` under splitfrozen (memoised per world by
+    processor, batch, cut and chunk)."""
+    key = ("frozen", dev.processor.name, dev.batch, cut, chunk_blocks)
+    if key not in world.memo:
+        world.memo[key] = _frozen_costs(world, dev, cut, chunk_blocks)
+    costs: FrozenCosts = world.memo[key]
+    return costs
+
+
+def _frozen_costs(world: World, dev: DeviceSpec, cut: int, chunk_blocks: int) -> FrozenCosts:
     w = world.workload(dev.batch)
     cm, dp, sp = world.costs, dev.processor, world.server.processor
     n = world.arch.n_layers - cut
