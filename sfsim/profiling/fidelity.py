@@ -34,10 +34,19 @@ over all of them, and a measurement disturbed by another process (its canary ran
 :class:`~sfsim.profiling.timing.Canary`) is repeated, and left out if it stays disturbed while
 quiet ones exist. The error of a configuration is the median over its iterations of
 ``|predicted − measured| / measured`` for the whole iteration.
+
+A model the profile folder has no profile for (the toy shapes of ``sfsim fidelity --tiny``) gets no
+shipped prediction (the cost model would fall back to FLOPs / peak, which says nothing about
+profiles): only the session profile is compared. ``--tiny`` is a smoke test of this whole path in
+seconds: real split iterations of a GPT-2- and a Llama-shaped toy model, every phase measured, a
+session profile written with ``sfsim profile``'s code, read back by :class:`ProfiledCostModel` and
+composed into per-phase predictions; :func:`smoke_problems` lists what is missing or non-finite.
+Its kernels take milliseconds, so it uses a small canary and its errors are indicative only.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import tempfile
@@ -114,7 +123,7 @@ class FidelityResult:
     measured_s: dict[str, list[float]] = field(default_factory=dict)  # phase -> per iteration
     quiet: list[bool] = field(default_factory=list)  # per iteration: canaries undisturbed
     predicted_s: dict[str, float] = field(default_factory=dict)
-    predicted_shipped_s: dict[str, float] = field(default_factory=dict)
+    predicted_shipped_s: dict[str, float] = field(default_factory=dict)  # empty: no profile
     speed_ratio: float | None = None  # canary now / canary when profiled (>1: machine slower)
 
     def _kept(self) -> list[int]:
@@ -136,24 +145,28 @@ class FidelityResult:
         return self._error(sum(self.predicted_s.values()))
 
     @property
-    def median_abs_error_shipped(self) -> float:
+    def median_abs_error_shipped(self) -> float | None:
+        """None when the profile folder has no profile of this model."""
+        if not self.predicted_shipped_s:
+            return None
         return self._error(sum(self.predicted_shipped_s.values()))
 
     def to_dict(self) -> dict[str, Any]:
         phases = {}
+        shipped = self.predicted_shipped_s
         for p in PHASES:
             meas = statistics.median(self.phase_s(p))
             phases[p] = {
                 "measured_s": meas,
                 "predicted_s": self.predicted_s[p],
                 "error": (self.predicted_s[p] - meas) / meas if meas else None,
-                "predicted_shipped_s": self.predicted_shipped_s[p],
-                "error_shipped": (self.predicted_shipped_s[p] - meas) / meas if meas else None,
+                "predicted_shipped_s": shipped.get(p),
+                "error_shipped": (shipped[p] - meas) / meas if meas and shipped else None,
             }
         iters = self.iteration_s()
         shipped_drift = None
-        if self.speed_ratio is not None:
-            shipped_drift = self._error(sum(self.predicted_shipped_s.values()) * self.speed_ratio)
+        if self.speed_ratio is not None and shipped:
+            shipped_drift = self._error(sum(shipped.values()) * self.speed_ratio)
         return {
             "model": self.model,
             "n_layers": self.n_layers,
@@ -166,7 +179,7 @@ class FidelityResult:
             "measured_iteration_s": statistics.median(iters),
             "predicted_iteration_s": sum(self.predicted_s.values()),
             "median_abs_error": self.median_abs_error,
-            "predicted_iteration_shipped_s": sum(self.predicted_shipped_s.values()),
+            "predicted_iteration_shipped_s": sum(shipped.values()) if shipped else None,
             "median_abs_error_shipped": self.median_abs_error_shipped,
             "speed_ratio": self.speed_ratio,
             "median_abs_error_shipped_drift_scaled": shipped_drift,
@@ -272,8 +285,12 @@ def run_fidelity(
     device: str = "cpu",
     session_profile: bool = True,
     log: Callable[[str], None] | None = None,
+    small_canary: bool = False,
 ) -> tuple[list[FidelityResult], dict[str, Any]]:
     """Measure ``iters`` interleaved iterations per (config, cut); returns results and run facts.
+
+    ``small_canary``: a canary sized for millisecond kernels (toy models); then no machine-speed
+    ratio against a shipped profile is computed (its canary was the full-size one).
 
     With ``session_profile`` every round also profiles each configuration's grid point (stack of
     blocks, embedding and head, exactly as ``sfsim profile`` does) right beside its iterations.
@@ -281,7 +298,8 @@ def run_fidelity(
     """
     with measuring_state(threads):
         return _run_fidelity(
-            configs, cost, processor, iters, warmup, threads, retries, device, session_profile, log
+            configs, cost, processor, iters, warmup, threads, retries, device, session_profile, log,
+            small_canary,
         )
 
 
@@ -296,6 +314,7 @@ def _run_fidelity(
     device: str,
     session_profile: bool,
     log: Callable[[str], None] | None,
+    small_canary: bool = False,
 ) -> tuple[list[FidelityResult], dict[str, Any]]:
     load_before = os.getloadavg()
     settings = Settings(threads=threads, device=device, retries=0)
@@ -315,6 +334,10 @@ def _run_fidelity(
             res.measured_s = {p: [] for p in PHASES}
             runs.append((k, res))
     canary = Canary(torch.device(device), retries=retries)
+    if small_canary:  # the default canary (~2 GFLOP) would dwarf a toy model's kernels
+        gen = torch.Generator().manual_seed(1)
+        canary.a = torch.randn(64, 256, generator=gen).to(canary.device)
+        canary.b = torch.randn(256, 256, generator=gen).to(canary.device)
     for rnd in range(warmup + iters):
         if rnd == warmup:
             for d in (*samples, *quiet):
@@ -342,13 +365,15 @@ def _run_fidelity(
         for k, res in runs:
             m = models[k]
             work = Workload(m.arch, m.cfg.batch, m.cfg.seq, "fp32", m.cfg.rank, m.cfg.targets)
-            res.predicted_shipped_s = predict_phases(
-                cost, work, m.arch.n_layers, res.cut, processor
-            )
+            if getattr(cost, "has_profile", lambda _: True)(m.arch.name):
+                res.predicted_shipped_s = predict_phases(
+                    cost, work, m.arch.n_layers, res.cut, processor
+                )
             res.predicted_s = predict_phases(session, work, m.arch.n_layers, res.cut, processor)
             meta = getattr(cost, "profile_meta", lambda _: None)(m.arch.name)
             settings_meta = (meta or {}).get("settings", {})
-            if meta and meta.get("canary_best_s") and settings_meta.get("threads") == threads:
+            same_canary = not small_canary and settings_meta.get("threads") == threads
+            if meta and meta.get("canary_best_s") and same_canary:
                 res.speed_ratio = canary.best_s / float(meta["canary_best_s"])
     facts = {
         "threads": threads,
@@ -371,10 +396,12 @@ def format_table(results: list[FidelityResult]) -> str:
     lines = []
     for r in results:
         d = r.to_dict()
+        shipped = r.median_abs_error_shipped
         lines.append(
             f"{r.model} ({r.n_layers} blocks) cut {r.cut}, batch {r.batch}, seq {r.seq}, "
             f"rank {r.rank}: median |error| per iteration {100 * r.median_abs_error:.1f}% "
-            f"(shipped profile: {100 * r.median_abs_error_shipped:.1f}%)"
+            + (f"(shipped profile: {100 * shipped:.1f}%)" if shipped is not None
+               else "(no shipped profile of this model: session profile only)")
         )
         if r.speed_ratio is not None:
             lines.append(
@@ -401,14 +428,37 @@ def format_table(results: list[FidelityResult]) -> str:
             meas = ph["measured_s"]
             cells = [f"  {name:<12} {1e3 * meas:>9.1f}"]
             for key in ("predicted_s", "predicted_shipped_s"):
+                if ph[key] is None:
+                    cells.append(f"{'-':>10} {'-':>7}")
+                    continue
                 err = (ph[key] - meas) / meas if meas else 0.0
                 cells.append(f"{1e3 * ph[key]:>10.1f} {100 * err:>+6.1f}%")
             lines.append(" ".join(cells))
     return "\n".join(lines)
 
 
+def smoke_problems(results: list[FidelityResult]) -> list[str]:
+    """What a fidelity run failed to produce: every (model, cut) needs every phase measured
+    (finite, > 0) and predicted from the session profile (finite, > 0); empty when all is there.
+    """
+    problems = []
+    for r in results:
+        where = f"{r.model} cut {r.cut}"
+        for p in PHASES:
+            measured = r.measured_s.get(p) or []
+            if not measured or not all(math.isfinite(x) and x > 0 for x in measured):
+                problems.append(f"{where}: phase {p} not measured ({measured})")
+            pred = r.predicted_s.get(p)
+            if pred is None or not math.isfinite(pred) or pred <= 0:
+                problems.append(f"{where}: phase {p} has no session-profile prediction ({pred})")
+        if r.predicted_s and not math.isfinite(r.median_abs_error):
+            problems.append(f"{where}: the iteration error is not finite")
+    return problems
+
+
 def tiny_configs() -> tuple[FidelityConfig, ...]:
-    """Toy GPT-2- and Llama-shaped models (no profile: predictions fall back to analytic)."""
+    """Toy GPT-2- and Llama-shaped models for a smoke test (no shipped profile: compared with the
+    session profile only)."""
     gpt2 = ModelArch("tiny-gpt2", "gpt2", 3, 64, 4, 4, 256, 512, 64)
     llama = ModelArch("tiny-llama", "llama", 2, 64, 4, 2, 128, 512, 64)
     return (
