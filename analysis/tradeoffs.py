@@ -134,25 +134,96 @@ def _series_style(i: int) -> dict[str, Any]:
 
 
 def plot_time_vs_memory(table: pd.DataFrame) -> Figure:
-    """Training time against server and device peak memory; a series per scheme, cuts marked."""
+    """Training time against server and device peak memory; a series per scheme, cuts marked.
+
+    Points that coincide (a scheme whose cut does not matter, or schemes with the same figures)
+    get one label listing their cuts ("all cuts" when every swept cut lands there), and labels
+    are moved off one another (see :func:`_place_labels`), so none is overprinted.
+    """
     t = _sweep(table, "schemes")
     fig = new_figure(11.0, 4.5)
     axes = fig.subplots(1, 2, sharey=True)
+    all_cuts = sorted({float(c) for c in t["cut"] if np.isfinite(c)})
+    panels = []
     for ax, col, what in ((axes[0], "server_peak_gb", "server"),
                           (axes[1], "device_peak_gb", "largest device")):
         for i, scheme in enumerate(_schemes(t)):
             s = t[t["scheme"] == scheme].sort_values("cut")
             ax.plot(s[col], s["makespan_s"], label=scheme, **_series_style(i))
-            for x, y, c in zip(s[col], s["makespan_s"], s["cut"], strict=True):
-                if np.isfinite(c):
-                    ax.annotate(f"{c:g}", (x, y), textcoords="offset points", xytext=(4, 3),
-                                fontsize=7)
+        points = t[np.isfinite(t["cut"].astype(float))]
+        panels.append((ax, _cut_labels(points[col].to_numpy(float),
+                                       points["makespan_s"].to_numpy(float),
+                                       points["cut"].to_numpy(float), ax, all_cuts)))
         ax.set_xlabel(f"{what} peak memory (GB)")
         ax.grid(color="#eeeeee")
     axes[0].set_ylabel("training time (s)")
     axes[1].legend(title="scheme (labels: cut)", fontsize=8, title_fontsize=8)
     fig.suptitle("Training time vs peak memory, across schemes and cut layers")
+    _place_labels(fig, panels)
     return fig
+
+
+def _fmt_cuts(cuts: list[float], all_cuts: list[float]) -> str:
+    if len(cuts) > 1 and cuts == all_cuts:
+        return "all cuts"
+    return ",".join(f"{c:g}" for c in cuts)
+
+
+def _cut_labels(xs: np.ndarray, ys: np.ndarray, cuts: np.ndarray, ax: Any,
+                all_cuts: list[float]) -> list[tuple[float, float, str]]:
+    """One (x, y, text) per group of points that sit on one another (within 1% of the axes)."""
+    if len(xs) == 0:
+        return []
+    ax.autoscale_view()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    sx, sy = max(x1 - x0, 1e-12), max(y1 - y0, 1e-12)
+    groups: list[tuple[float, float, set[float]]] = []
+    for x, y, c in sorted(zip(xs, ys, cuts, strict=True)):
+        for k, (gx, gy, gc) in enumerate(groups):
+            if abs(x - gx) / sx < 0.01 and abs(y - gy) / sy < 0.01:
+                groups[k] = (gx, gy, gc | {float(c)})
+                break
+        else:
+            groups.append((float(x), float(y), {float(c)}))
+    return [(x, y, _fmt_cuts(sorted(c), all_cuts)) for x, y, c in groups]
+
+
+#: Where a label may go around its point, in points: right-above first, then the other corners.
+_OFFSETS = ((4, 3), (4, -10), (-6, 3), (-6, -10), (4, 10), (-6, 10), (4, -17), (-6, -17),
+            (12, 3), (-14, 3), (12, -10), (-14, -10))
+
+
+def _place_labels(fig: Figure, panels: list[tuple[Any, list[tuple[float, float, str]]]]) -> None:
+    """Annotate each group at the first offset whose box stays inside the axes and overlaps
+    no label placed before.
+
+    A small greedy version of what adjustText does: texts are measured on the figure's renderer
+    after layout, tried at a fixed list of offsets, and the first free spot wins (the first
+    offset again if none is free, which only happens when labels are packed very tightly).
+    """
+    fig.canvas.draw()  # fix the layout, so that text extents are final
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    for ax, labels in panels:
+        placed: list[Any] = []
+        frame = ax.get_window_extent(renderer)
+        for x, y, text in labels:
+            chosen = None
+            for dx, dy in _OFFSETS:
+                ha = "left" if dx >= 0 else "right"
+                note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy),
+                                   fontsize=7, ha=ha)
+                box = note.get_window_extent(renderer).padded(2)  # keep "1" "1" from reading 11
+                inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 \
+                    and box.y1 <= frame.y1
+                if inside and not any(box.overlaps(other) for other in placed):
+                    chosen = note
+                    placed.append(box)
+                    break
+                note.remove()
+            if chosen is None:  # nowhere free: keep the default spot
+                note = ax.annotate(text, (x, y), textcoords="offset points", xytext=_OFFSETS[0],
+                                   fontsize=7)
+                placed.append(note.get_window_extent(renderer))
 
 
 def plot_makespan_vs_solve(table: pd.DataFrame) -> Figure:

@@ -8,7 +8,6 @@ script and execute cleanly (``nbclient``, kernel ``python3``).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import nbformat
@@ -234,19 +233,26 @@ fig, levels = memory_timeline(r.memory, ["server", *r.summary["devices"]],
                               title=f"Memory in use — {name}")
 fig''',
     '''\
+from matplotlib.patches import Patch
+
+from sfsim.engine import MEMORY_KINDS
 from sfsim.plotting import new_figure
 from sfsim.plotting.memory import memory_levels
 from sfsim.plotting.style import kind_color
 
 fig = new_figure(10, 2.4 * len(runs))
 axes = fig.subplots(len(runs), 1, squeeze=False)[:, 0]
+shown = set()  # every kind drawn in any panel goes in the one legend
 for ax, (name, r) in zip(axes, runs.items(), strict=True):
     lv = memory_levels(r.memory, "server", end_s=r.summary["makespan_s"]) / 1e9
-    ax.stackplot(lv.index, lv.T.to_numpy(), labels=lv.columns, step="post",
+    ax.stackplot(lv.index, lv.T.to_numpy(), step="post",
                  colors=[kind_color(k) for k in lv.columns])
+    shown.update(k for k in lv.columns if (lv[k] > 0).any())
     ax.set_title(f"server — {name}", loc="left")
     ax.set_ylabel("GB")
-axes[0].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)
+kinds = [k for k in MEMORY_KINDS if k in shown] + sorted(shown - set(MEMORY_KINDS))
+fig.legend(handles=[Patch(facecolor=kind_color(k), edgecolor="#888888", label=k) for k in kinds],
+           loc="outside right upper", fontsize=8, frameon=False)
 axes[-1].set_xlabel("simulated time (s)")
 fig''',
     "## 3. What is in memory at the peak\n\n`peak_table` gives the bytes of each kind at the "
@@ -325,6 +331,21 @@ def write_all(folder: Path = HERE) -> list[Path]:
     return paths
 
 
-if __name__ == "__main__":
-    for p in write_all(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE):
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Write the tutorial notebooks (without outputs) from the cell sources in "
+        "this script; run it after editing a cell, never edit the .ipynb files by hand.",
+    )
+    parser.add_argument("folder", nargs="?", type=Path, default=HERE,
+                        help=f"where to write the notebooks (default: {HERE})")
+    args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        parser.error(f"{args.folder}: not a folder")
+    for p in write_all(args.folder):
         print(p)
+
+
+if __name__ == "__main__":
+    main()
