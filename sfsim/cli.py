@@ -312,13 +312,18 @@ def validate(
     from sfsim import api
     from sfsim.overrides import parse_set
 
+    from sfsim.preflight import preflight
+
     sets = parse_set(set_ or [])
     with about(scenario):
         s = api.resolve(scenario, overrides=sets)
+        report = preflight(s)  # every check `run` makes, short of simulating the run
     out_console.print(
         f"ok: {scenario} ({len(s.devices)} devices, scheme {s.training.scheme}, "
         f"model {s.model.arch})"
     )
+    for note in report.notes:
+        out_console.print(f"note: {note}", markup=False, highlight=False)
 
 
 @app.command("schemes")

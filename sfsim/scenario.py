@@ -14,34 +14,88 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sfsim.costs.arch import LORA_TARGETS, get_arch
 from sfsim.costs.processors import catalogue
 from sfsim.errors import InputError
+from sfsim.yamlio import check_finite, load_yaml
 
 PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0)]
 
+# Physical bounds on every number a scenario may give (docs/limits.md lists them). NaN and
+# infinities are refused before these, by sfsim.yamlio and by `allow_inf_nan=False` below.
+MAX_DEVICES = 10_000
+MAX_POPULATION = 10_000_000  # a population (fleet.participants) is never expanded: only columns
+SERVER_ID = "server"  # the engine's owner name for the edge server (sfsim.engine.SERVER)
+MIN_LINK_BPS = 1e3  # a link slower than 1 kbit/s (on average) is refused
+Rate = Annotated[float, Field(ge=1e-3, le=1e6)]  # Mbit/s: 1 kbit/s .. 1 Tbit/s
+Distance = Annotated[float, Field(ge=1.0, le=100_000.0)]  # m: 1 m .. 100 km
+MemoryGB = Annotated[float, Field(ge=1e-6, le=1e5)]  # GB: 1 kB .. 100 TB
+OverheadMB = Annotated[float, Field(ge=0, le=1e7)]  # MB: 0 .. 10 TB
+Batch = Annotated[int, Field(ge=1, le=65_536)]
+Samples = Annotated[int, Field(ge=1, le=10**9)]
+Cut = Annotated[int, Field(ge=1, le=10_000)]  # also checked against the model depth
+PowerDbm = Annotated[float, Field(ge=-50.0, le=60.0)]  # transmit power: 10 nW .. 1 kW
+SmallInt = Annotated[int, Field(ge=1, le=1024)]
+Iterations = Annotated[int, Field(ge=1, le=1_000_000)]
+Weight = Annotated[float, Field(ge=1e-6, le=1e6)]
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+def _safe_id(v: str, *, what: str = "an id", max_len: int = 64) -> str:
+    """Ids (devices, processors, prefixes) are short, printable and free of path separators."""
+    if not v or len(v) > max_len:
+        raise ValueError(f"{what} must have 1 to {max_len} characters, not {len(v)}")
+    bad = sorted({ch for ch in v if not (ch.isascii() and (ch.isalnum() or ch in "_.:@+-"))})
+    if bad:
+        raise ValueError(
+            f"{what} {v!r} may use only letters, digits and _ . : @ + -, not {''.join(bad)!r}"
+        )
+    return v
+
+
+def _printable(v: str, *, what: str, max_len: int) -> str:
+    if len(v) > max_len:
+        raise ValueError(f"{what} is {len(v)} characters long; at most {max_len}")
+    if any(not (ch.isprintable() or ch in "\n\t") for ch in v):
+        raise ValueError(f"{what} contains control characters")
+    return v
+
 
 class Section(BaseModel):
-    """Base of every section: unknown keys and silent type coercion are errors."""
+    """Base of every section: unknown keys and silent type coercion are errors.
 
-    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+    Strict: a boolean or a string is never taken for a number (``rounds: true``, ``rounds: '3'``
+    and ``uplink_mbps: yes`` are errors); an integer is accepted where a float is expected.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 class LoraCfg(Section):
-    rank: PosInt = 8
-    alpha: PosFloat = 16.0
-    targets: list[str] = Field(default_factory=lambda: ["q", "v"], min_length=1)
+    rank: Annotated[int, Field(ge=1, le=65_536)] = 8
+    alpha: Annotated[float, Field(gt=0, le=1e6)] = 16.0
+    targets: list[str] = Field(default_factory=lambda: ["q", "v"], min_length=1, max_length=16)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
 
 
 class ModelCfg(Section):
-    arch: str = "gpt2"
+    arch: Annotated[str, Field(max_length=64)] = "gpt2"
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
-    seq_len: PosInt = 128
+    seq_len: Annotated[int, Field(ge=1, le=1_000_000)] = 128
     lora: LoraCfg = Field(default_factory=LoraCfg)
 
     @field_validator("arch")
@@ -66,19 +120,20 @@ class ModelCfg(Section):
 
 class CostsCfg(Section):
     model: Literal["analytic", "profiled"] = "analytic"
-    profile_dir: str | None = None  # a folder written by `sfsim profile`; default: shipped data
+    # a folder written by `sfsim profile`; default: shipped data
+    profile_dir: Annotated[str | None, Field(min_length=1, max_length=4096)] = None
 
 
 class ProcessorCfg(Section):
     """A processor class defined in the scenario (same fields as sfsim/data/processors.yaml)."""
 
     kind: Literal["device", "server"]
-    peak_tflops: dict[Literal["fp32", "fp16", "bf16"], PosFloat]
-    mem_bw_gbps: PosFloat
-    memory_gb: PosFloat
-    efficiency: Annotated[float, Field(gt=0, le=1)]
-    source: str = "scenario-defined (assumption)"
-    notes: str = ""
+    peak_tflops: dict[Literal["fp32", "fp16", "bf16"], Annotated[float, Field(ge=1e-6, le=1e6)]]
+    mem_bw_gbps: Annotated[float, Field(ge=1e-6, le=1e6)]
+    memory_gb: MemoryGB
+    efficiency: Annotated[float, Field(ge=1e-3, le=1)]
+    source: Annotated[str, Field(max_length=1000)] = "scenario-defined (assumption)"
+    notes: Annotated[str, Field(max_length=10_000)] = ""
 
     @field_validator("peak_tflops")
     @classmethod
@@ -90,18 +145,28 @@ class ProcessorCfg(Section):
 
 class DeviceCfg(Section):
     id: str = Field(min_length=1)
-    processor: str
-    memory_gb: PosFloat | None = None  # default: the processor class's memory
-    batch_size: PosInt = 4
-    samples: PosInt = 1000
-    cut: Annotated[int, Field(ge=1)] | None = None  # blocks on the device; None: scheme default
-    uplink_mbps: PosFloat | None = None  # fixed-rate channel: overrides channel.uplink_mbps
-    downlink_mbps: PosFloat | None = None
-    distance_m: PosFloat | None = None  # shannon channel: overrides channel.distance_m
-    overhead_mb: NonNegFloat = 200.0  # framework/runtime memory (assumption)
+    processor: str = Field(max_length=64)
+    memory_gb: MemoryGB | None = None  # default: the processor class's memory
+    batch_size: Batch = 4
+    samples: Samples = 1000
+    cut: Cut | None = None  # blocks on the device; None: scheme default
+    uplink_mbps: Rate | None = None  # fixed-rate channel: overrides channel.uplink_mbps
+    downlink_mbps: Rate | None = None
+    distance_m: Distance | None = None  # shannon channel: overrides channel.distance_m
+    overhead_mb: OverheadMB = 200.0  # framework/runtime memory (assumption)
+
+    @field_validator("id")
+    @classmethod
+    def _id_ok(cls, v: str) -> str:
+        _safe_id(v, what="a device id")
+        if v == SERVER_ID:
+            raise ValueError(f"device id {v!r} is reserved for the edge server; choose another")
+        return v
 
 
 class Range(Section):
+    """A uniform range; each fleet field checks both ends against its own bounds."""
+
     min: NonNegFloat
     max: NonNegFloat
 
@@ -115,60 +180,93 @@ class Range(Section):
 class FleetCfg(Section):
     """A generated fleet: `count` devices drawn from a processor mix with the fleet generator."""
 
-    count: PosInt
-    mix: dict[str, PosFloat] = Field(min_length=1)  # processor class -> relative weight
+    count: Annotated[int, Field(ge=1, le=MAX_POPULATION)]  # above MAX_DEVICES: needs participants
+    mix: dict[str, Weight] = Field(min_length=1, max_length=1000)  # processor -> relative weight
     id_prefix: str = "dev"
-    batch_size: PosInt | list[PosInt] = 4  # a list: one value drawn per device
-    samples: PosInt | Range = 1000
-    cut: Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]] | None = None
-    uplink_mbps: PosFloat | Range | None = None
-    downlink_mbps: PosFloat | Range | None = None
-    distance_m: PosFloat | Range | None = None
-    overhead_mb: NonNegFloat = 200.0
+    # a list: one value drawn per device
+    batch_size: Annotated[Batch | list[Batch], Field(union_mode="left_to_right")] = 4
+    samples: Annotated[Samples | Range, Field(union_mode="left_to_right")] = 1000
+    cut: Cut | Annotated[list[Cut], Field(min_length=1, max_length=10_000)] | None = None
+    uplink_mbps: Annotated[Rate | Range | None, Field(union_mode="left_to_right")] = None
+    downlink_mbps: Annotated[Rate | Range | None, Field(union_mode="left_to_right")] = None
+    distance_m: Annotated[Distance | Range | None, Field(union_mode="left_to_right")] = None
+    overhead_mb: OverheadMB = 200.0
+
+    @field_validator("id_prefix")
+    @classmethod
+    def _prefix_ok(cls, v: str) -> str:
+        return _safe_id(v, what="fleet.id_prefix", max_len=32) if v else v
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batches_ok(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, list) and not v:
+            raise ValueError("an empty list: give at least one batch size")
+        return v
+
+    @model_validator(mode="after")
+    def _ranges_in_bounds(self) -> FleetCfg:
+        """A range may only produce values its field accepts (checked at load, both ends)."""
+        for name, bound in (("samples", Samples), ("uplink_mbps", Rate),
+                            ("downlink_mbps", Rate), ("distance_m", Distance)):
+            r = getattr(self, name)
+            if not isinstance(r, Range):
+                continue
+            for end in ("min", "max"):
+                value = getattr(r, end)
+                if name == "samples":  # drawn values are rounded to whole samples
+                    value = round(value)
+                try:
+                    TypeAdapter(bound).validate_python(value)
+                except ValidationError as exc:
+                    problem = exc.errors()[0]["msg"]
+                    raise _KeyError(f"fleet.{name}.{end}", f"{problem} (got {getattr(r, end)})"
+                                    ) from None
+        return self
     # A population: only `participants` devices (explicit and generated together) take part in
     # each round, drawn afresh per round with the fleet seed; `weighted` draws in proportion to
     # `samples` (without replacement). Unset: every device takes part in every round.
-    participants: PosInt | None = None
+    participants: Annotated[int, Field(ge=1, le=MAX_DEVICES)] | None = None
     sampling: Literal["uniform", "weighted"] = "uniform"
 
 
 class ServerCfg(Section):
-    processor: str = "a100-80gb-sxm"
-    memory_gb: PosFloat | None = None
-    overhead_mb: NonNegFloat = 1000.0  # CUDA context and allocator slack (assumption)
+    processor: Annotated[str, Field(max_length=64)] = "a100-80gb-sxm"
+    memory_gb: MemoryGB | None = None
+    overhead_mb: OverheadMB = 1000.0  # CUDA context and allocator slack (assumption)
 
 
 class PathLossCfg(Section):
     """Path loss in dB = a + b·log10(d_km) (3GPP TR 36.814 macro: 128.1 + 37.6·log10 d)."""
 
-    a_db: float = 128.1
-    b_db: float = 37.6
+    a_db: Annotated[float, Field(ge=0.0, le=300.0)] = 128.1
+    b_db: Annotated[float, Field(ge=0.0, le=100.0)] = 37.6
 
 
 class ChannelCfg(Section):
     model: Literal["fixed", "shannon"] = "fixed"
-    latency_ms: NonNegFloat = 0.0
+    latency_ms: Annotated[float, Field(ge=0.0, le=60_000.0)] = 0.0
     # fixed-rate links
-    uplink_mbps: PosFloat = 100.0
-    downlink_mbps: PosFloat = 200.0
+    uplink_mbps: Rate = 100.0
+    downlink_mbps: Rate = 200.0
     # Shannon links: rate = B·log2(1 + P·g / (N0·B)) per device, on a dedicated band
-    bandwidth_mhz: PosFloat = 20.0
-    device_tx_power_dbm: float = 23.0
-    server_tx_power_dbm: float = 33.0
-    noise_psd_dbm_hz: float = -174.0
-    distance_m: PosFloat = 100.0
+    bandwidth_mhz: Annotated[float, Field(ge=1e-3, le=1e5)] = 20.0  # 1 kHz .. 100 GHz
+    device_tx_power_dbm: PowerDbm = 23.0
+    server_tx_power_dbm: PowerDbm = 33.0
+    noise_psd_dbm_hz: Annotated[float, Field(ge=-230.0, le=-100.0)] = -174.0
+    distance_m: Distance = 100.0
     path_loss: PathLossCfg = Field(default_factory=PathLossCfg)
-    shadowing_std_db: NonNegFloat = 0.0
+    shadowing_std_db: Annotated[float, Field(ge=0.0, le=30.0)] = 0.0
     fading: Literal["rayleigh", "none"] = "rayleigh"
-    coherence_ms: PosFloat = 10.0
+    coherence_ms: Annotated[float, Field(ge=1e-3, le=1e9)] = 10.0  # 1 µs .. ~11.6 days
 
 
 class PipelineCfg(Section):
     """Streaming schemes (splitfrozen, fedmobillm): how far devices may run ahead of the server."""
 
-    buffer_batches: PosInt = 2  # a device's forward outputs not yet consumed by the server
-    max_inflight: PosInt = 2  # splitfrozen: batches forwarded on the server, backward pending
-    backward_chunk_blocks: PosInt = 1  # splitfrozen: blocks per backward stage (decomposition)
+    buffer_batches: SmallInt = 2  # a device's forward outputs not yet consumed by the server
+    max_inflight: SmallInt = 2  # splitfrozen: batches forwarded on the server, backward pending
+    backward_chunk_blocks: SmallInt = 1  # splitfrozen: blocks per backward stage
 
 
 class FedMobiLLMCfg(Section):
@@ -177,7 +275,7 @@ class FedMobiLLMCfg(Section):
     backbones: list[str] = Field(default_factory=list)  # empty: model.arch's family, up to it
     backbone_policy: Literal["largest_fit", "by_processor"] = "largest_fit"
     by_processor: dict[str, str] = Field(default_factory=dict)  # processor class -> backbone
-    taps: PosInt = 4  # backbone layers whose outputs are uploaded (evenly spaced, last included)
+    taps: SmallInt = 4  # backbone layers whose outputs are uploaded (evenly spaced, last included)
     side_ratio: Annotated[float, Field(gt=0, le=1)] = 0.125  # side width / model.arch hidden
 
     @field_validator("backbones")
@@ -189,9 +287,9 @@ class FedMobiLLMCfg(Section):
 
 
 class TrainingCfg(Section):
-    scheme: str = "memsfl"
-    rounds: PosInt = 1
-    local_iterations: PosInt = 1
+    scheme: Annotated[str, Field(min_length=1, max_length=64)] = "memsfl"
+    rounds: Iterations = 1
+    local_iterations: Iterations = 1
     # Split schemes: "fixed" uses each device's `cut`; for devices without one, "max_fit" takes
     # the largest cut their memory holds, "balanced" evens device-side times at the slowest
     # device's, "min_time" picks the balanced cuts of least estimated round time (schemes/cuts.py).
@@ -201,15 +299,15 @@ class TrainingCfg(Section):
 
 
 class SchedulerCfg(Section):
-    name: str = "fifo"
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: Annotated[str, Field(min_length=1, max_length=64)] = "fifo"
+    params: dict[str, Any] = Field(default_factory=dict, max_length=64)
 
 
 class VariabilityCfg(Section):
     """Per-phase compute slowdown: none, or a log-normal factor with median 1."""
 
     compute: Literal["none", "lognormal"] = "none"
-    sigma: NonNegFloat = 0.1
+    sigma: Annotated[float, Field(ge=0.0, le=2.0)] = 0.1  # factor e^(σz): σ ≤ 2 stays finite
 
 
 class SeedsCfg(Section):
@@ -220,16 +318,23 @@ class SeedsCfg(Section):
     randomness of another (``seed: 1`` with ``seeds: {channel: 2}``).
     """
 
-    fleet: Annotated[int, Field(ge=0)] | None = None  # the generated fleet
-    channel: Annotated[int, Field(ge=0)] | None = None  # shadowing and fading of Shannon links
-    compute: Annotated[int, Field(ge=0)] | None = None  # compute variability
-    scheduler: Annotated[int, Field(ge=0)] | None = None  # randomised scheduling rules
+    fleet: Seed | None = None  # the generated fleet and a population's participants
+    channel: Seed | None = None  # shadowing and fading of Shannon links
+    compute: Seed | None = None  # compute variability (``variability.compute``)
+    scheduler: Seed | None = None  # randomised scheduling rules
+
+
+class LimitsCfg(Section):
+    """Bounds on the work of one run, checked at load. Raise them on purpose for a huge run."""
+
+    # rounds × local_iterations × devices taking part in a round
+    max_device_iterations: Annotated[int, Field(ge=1, le=10**12)] = 1_000_000
 
 
 class Scenario(Section):
     name: str = "scenario"
-    description: str = ""
-    seed: Annotated[int, Field(ge=0)] = 0
+    description: Annotated[str, Field(max_length=10_000)] = ""
+    seed: Seed = 0
     seeds: SeedsCfg = Field(default_factory=SeedsCfg)
     model: ModelCfg = Field(default_factory=ModelCfg)
     costs: CostsCfg = Field(default_factory=CostsCfg)
@@ -241,9 +346,22 @@ class Scenario(Section):
     training: TrainingCfg = Field(default_factory=TrainingCfg)
     scheduler: SchedulerCfg = Field(default_factory=SchedulerCfg)
     variability: VariabilityCfg = Field(default_factory=VariabilityCfg)
+    limits: LimitsCfg = Field(default_factory=LimitsCfg)
 
     def processor_names(self) -> set[str]:
         return set(catalogue()) | set(self.processors)
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        return _printable(v, what="name", max_len=1000)
+
+    @field_validator("processors")
+    @classmethod
+    def _processor_names_ok(cls, v: dict[str, ProcessorCfg]) -> dict[str, ProcessorCfg]:
+        for name in v:
+            _safe_id(name, what="a processor name")
+        return v
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
@@ -275,7 +393,49 @@ class Scenario(Section):
         if self.server.processor not in known:
             raise _KeyError("server.processor", _unknown_processor(self.server.processor, known))
         self._check_backbones(known)
+        self._check_work()
+        self._check_links()
         return self
+
+    def _check_work(self) -> None:
+        """Device count and rounds × iterations × devices stay within the documented limits."""
+        n = len(self.devices) + (self.fleet.count if self.fleet is not None else 0)
+        population = self.fleet is not None and self.fleet.participants is not None
+        if n > MAX_DEVICES and not population:
+            raise _KeyError("devices", f"{n} devices in all; at most {MAX_DEVICES}")
+        per_round = n
+        participants = getattr(self.fleet, "participants", None) if self.fleet else None
+        if isinstance(participants, int):
+            per_round = min(n, participants)
+        t = self.training
+        work = t.rounds * t.local_iterations * per_round
+        if work > self.limits.max_device_iterations:
+            raise _KeyError(
+                "training.rounds",
+                f"{t.rounds} rounds × {t.local_iterations} local iterations × {per_round} "
+                f"devices = {work} device iterations, above the limit of "
+                f"{self.limits.max_device_iterations}; lower them, or raise "
+                "limits.max_device_iterations if you mean it",
+            )
+
+    def _check_links(self) -> None:
+        """Every link's average rate is finite and at least MIN_LINK_BPS (checked at load)."""
+        ch = self.channel
+        if ch.model == "fixed":
+            return  # fixed rates are bounded field by field
+        # the farthest distance each device can have, with the key that sets it
+        where: list[tuple[str, float]] = [("channel.distance_m", ch.distance_m)]
+        where += [(f"devices[{i}].distance_m", d.distance_m)
+                  for i, d in enumerate(self.devices) if d.distance_m is not None]
+        if self.fleet is not None and self.fleet.distance_m is not None:
+            fd = self.fleet.distance_m
+            where.append(("fleet.distance_m", fd.max if isinstance(fd, Range) else fd))
+        for key, dist in where:
+            for side, power in (("uplink", ch.device_tx_power_dbm),
+                                ("downlink", ch.server_tx_power_dbm)):
+                problem = shannon_problem(ch, dist, power)
+                if problem:
+                    raise _KeyError(key, f"{side} at {dist:g} m: {problem}")
 
     def _check_backbones(self, known: set[str]) -> None:
         fm = self.training.fedmobillm
@@ -358,6 +518,10 @@ def parse_scenario(data: Any, *, file: str | Path = "<scenario>") -> Scenario:
             f"the top level must be a mapping of sections, not {type(data).__name__}", file=file
         )
     try:
+        check_finite(data)  # NaN/inf and huge integers anywhere, even in free-form params
+    except InputError as exc:
+        raise InputError(exc.problem, file=file, key=exc.key) from None
+    try:
         return Scenario.model_validate(data)
     except ValidationError as err:
         msgs = validation_messages(err)
@@ -367,26 +531,36 @@ def parse_scenario(data: Any, *, file: str | Path = "<scenario>") -> Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file."""
+    """Read and validate a scenario file (bounded and strict: see sfsim.yamlio)."""
     p = Path(path)
-    if not p.exists():
-        raise InputError("no such file", file=p)
-    if p.is_dir():
-        raise InputError("is a folder, not a scenario file", file=p)
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", file=p) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"YAML syntax error: {problem}", file=p, key=where) from None
-    return parse_scenario(data, file=p)
+    return parse_scenario(load_yaml(p, what="scenario file"), file=p)
 
 
 def dump_scenario(s: Scenario) -> str:
     """YAML text of a scenario with every default filled in."""
     return yaml.safe_dump(s.model_dump(mode="json"), sort_keys=False)
+
+
+def shannon_problem(ch: ChannelCfg, distance_m: float, tx_power_dbm: float,
+                    extra_loss_db: float = 0.0) -> str | None:
+    """Why a Shannon link with these inputs cannot carry data (None when it can).
+
+    Mean SNR = P·g / (N0·B), g from the path loss at ``distance_m`` (plus ``extra_loss_db``, e.g.
+    a shadowing draw). The rate B·log2(1 + SNR) must be finite and at least MIN_LINK_BPS.
+    """
+    import math
+
+    bandwidth_hz = ch.bandwidth_mhz * 1e6
+    loss_db = ch.path_loss.a_db + ch.path_loss.b_db * math.log10(distance_m / 1000.0)
+    loss_db += extra_loss_db
+    snr_db = tx_power_dbm - loss_db - ch.noise_psd_dbm_hz - 10.0 * math.log10(bandwidth_hz)
+    if not math.isfinite(snr_db) or snr_db > 3000.0:
+        return f"the mean SNR ({snr_db:g} dB) is not a usable number"
+    rate = bandwidth_hz * math.log2(1.0 + 10.0 ** (snr_db / 10.0))
+    if not math.isfinite(rate) or rate < MIN_LINK_BPS:
+        return (
+            f"average rate {rate:.3g} bit/s (mean SNR {snr_db:.1f} dB with "
+            f"{tx_power_dbm:g} dBm, path loss {loss_db:.1f} dB, {ch.bandwidth_mhz:g} MHz) is "
+            f"below {MIN_LINK_BPS:g} bit/s: a transfer would practically never end"
+        )
+    return None

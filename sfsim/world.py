@@ -19,7 +19,15 @@ from sfsim.costs import CostModel, ModelArch, Processor, Workload, build_cost_mo
 from sfsim.costs.processors import catalogue, processor_from_dict
 from sfsim.errors import InputError
 from sfsim.links import FixedLink, Link, ShannonLink, dbm_to_w, path_loss_db
-from sfsim.scenario import ChannelCfg, DeviceCfg, FleetCfg, Range, Scenario, VariabilityCfg
+from sfsim.scenario import (
+    ChannelCfg,
+    DeviceCfg,
+    FleetCfg,
+    Range,
+    Scenario,
+    VariabilityCfg,
+    shannon_problem,
+)
 
 MB = 1e6
 GB = 1e9
@@ -339,7 +347,13 @@ def _links(d: DeviceCfg, ch: ChannelCfg, seeds: list[np.random.SeedSequence]) ->
     distance = d.distance_m or ch.distance_m
     loss_db = path_loss_db(distance, ch.path_loss.a_db, ch.path_loss.b_db)
     shadow_rng = np.random.default_rng(seeds[0])
-    loss_db += float(shadow_rng.normal(0.0, ch.shadowing_std_db)) if ch.shadowing_std_db else 0.0
+    shadow_db = float(shadow_rng.normal(0.0, ch.shadowing_std_db)) if ch.shadowing_std_db else 0.0
+    loss_db += shadow_db
+    for side, power in (("uplink", ch.device_tx_power_dbm), ("downlink", ch.server_tx_power_dbm)):
+        problem = shannon_problem(ch, distance, power, extra_loss_db=shadow_db)
+        if problem:  # the mean is checked at load; a shadowing draw can still sink a link
+            raise InputError(f"device {d.id!r}'s {side} (shadowing draw {shadow_db:+.1f} dB): "
+                             f"{problem}", key="channel.shadowing_std_db")
     gain = 10.0 ** (-loss_db / 10.0)
     common = dict(
         bandwidth_hz=ch.bandwidth_mhz * 1e6,

@@ -169,6 +169,18 @@ class _OpTable:
         return (1 - wr) * self.at(ranks[i0], batch, seq) + wr * self.at(ranks[i1], batch, seq)
 
 
+def _profile_text(f: Path | Traversable) -> str:
+    """A profile file's text; InputError if it is too large, unreadable or not UTF-8."""
+    if isinstance(f, Path):
+        from sfsim.yamlio import read_user_file
+
+        return read_user_file(f, what="profile CSV")
+    try:
+        return f.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read: {exc}", file=str(f)) from None
+
+
 def read_profile(text: str, source: str) -> dict[tuple[str, str, str], _OpTable]:
     """Parse a profile CSV into tables keyed by (op, dtype, targets); InputError on bad data."""
     reader = csv.DictReader(io.StringIO(text))
@@ -177,15 +189,15 @@ def read_profile(text: str, source: str) -> dict[tuple[str, str, str], _OpTable]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}", file=source)
     points: dict[tuple[str, str, str], dict[tuple[int, int, int], float]] = defaultdict(dict)
-    for n, row in enumerate(reader, start=2):
-        try:
-            op = Op(row["op"])
-            b, s, r = int(row["batch"]), int(row["seq"]), int(row["rank"])
-            t = float(row["median_s"])
-        except ValueError as e:
-            raise InputError(f"line {n}: {e}", file=source) from None
-        key = (str(op), row["dtype"], row.get("targets") or "")
-        points[key][(b, s, r)] = t
+    try:
+        for n, row in enumerate(reader, start=2):
+            op, b, s, r, dtype, t = _profile_row(row, n, source)
+            key = (str(op), dtype, row.get("targets") or "")
+            points[key][(b, s, r)] = t
+    except csv.Error as e:
+        raise InputError(f"damaged CSV: {e}", file=source) from None
+    if not points:
+        raise InputError("no data rows", file=source)
     tables = {}
     for key, pts in points.items():
         batches = sorted({b for b, _, _ in pts})
@@ -206,6 +218,46 @@ def read_profile(text: str, source: str) -> dict[tuple[str, str, str], _OpTable]
             by_rank[hi] = np.maximum(by_rank[hi], by_rank[lo])
         tables[key] = _OpTable(batches, seqs, by_rank)
     return tables
+
+
+def _profile_row(row: dict[str, str | None], n: int, source: str
+                 ) -> tuple[Op, int, int, int, str, float]:
+    """One CSV row, checked column by column; InputError naming the line and the column."""
+    if None in row:  # csv puts extra fields under the key None
+        raise InputError(f"line {n}: more fields than the header has", file=source)
+
+    def cell(col: str) -> str:
+        v = row.get(col)
+        if v is None:
+            raise InputError(f"line {n}: column {col!r} is missing (row too short)", file=source)
+        return v.strip()
+
+    try:
+        op = Op(cell("op"))
+    except ValueError:
+        known = ", ".join(o.value for o in Op)
+        raise InputError(f"line {n}: column 'op': unknown op {cell('op')!r}; known: {known}",
+                         file=source) from None
+    ints = []
+    for col, lo in (("batch", 1), ("seq", 1), ("rank", 0)):
+        text = cell(col)
+        if not text.isdigit() or len(text) > 9 or int(text) < lo:
+            raise InputError(f"line {n}: column {col!r}: {text!r} is not a whole number "
+                             f">= {lo} (at most 9 digits)", file=source)
+        ints.append(int(text))
+    dtype = cell("dtype")
+    if dtype not in ("fp32", "fp16", "bf16"):
+        raise InputError(f"line {n}: column 'dtype': {dtype!r} is not fp32, fp16 or bf16",
+                         file=source)
+    text = cell("median_s")
+    try:
+        t = float(text)
+    except ValueError:
+        t = math.nan
+    if not (math.isfinite(t) and 0.0 <= t <= 1e6):
+        raise InputError(f"line {n}: column 'median_s': {text!r} is not a time in seconds "
+                         "(a finite number from 0 to 1e6)", file=source)
+    return op, ints[0], ints[1], ints[2], dtype, t
 
 
 def _adapter_width(w: Workload, targets: tuple[str, ...]) -> int:
@@ -241,7 +293,11 @@ class ProfiledCostModel:
             self._folder: Path | Traversable = shipped_profiles(self.reference.name)
         else:
             self._folder = Path(profile_dir)
-            if not self._folder.is_dir():
+            try:
+                is_dir = self._folder.is_dir()
+            except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+                raise InputError(f"cannot use profile folder {profile_dir!r}: {exc}") from None
+            if not is_dir:
                 raise InputError(f"profile folder {profile_dir} does not exist")
         self._tables: dict[str, dict[tuple[str, str, str], _OpTable] | None] = {}
         self._ref_cache: dict[tuple[Op, Workload], tuple[float, str]] = {}
@@ -274,7 +330,12 @@ class ProfiledCostModel:
         f = self._folder.joinpath(f"{model}.json")
         if not f.is_file():
             return None
-        meta: dict[str, object] = json.loads(f.read_text())
+        try:
+            meta = json.loads(_profile_text(f))
+        except ValueError as exc:
+            raise InputError(f"damaged JSON: {exc}", file=str(f)) from None
+        if not isinstance(meta, dict):
+            raise InputError("must hold a JSON object", file=str(f))
         return meta
 
     def reference_time_s(self, op: Op, work: Workload) -> tuple[float, str]:
@@ -287,7 +348,7 @@ class ProfiledCostModel:
     def _load(self, model: str) -> dict[tuple[str, str, str], _OpTable] | None:
         if model not in self._tables:
             f = self._folder.joinpath(f"{model}.csv")
-            self._tables[model] = read_profile(f.read_text(), str(f)) if f.is_file() else None
+            self._tables[model] = read_profile(_profile_text(f), str(f)) if f.is_file() else None
         return self._tables[model]
 
     def _lookup(self, op: Op, work: Workload) -> tuple[float, str]:

@@ -17,8 +17,12 @@ raises :class:`sfsim.errors.InputError` listing what is valid.
 from __future__ import annotations
 
 import inspect
+import json
+import typing
 from importlib import metadata  # noqa: F401  (tests patch registry.metadata.entry_points)
 from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
 
 from sfsim.errors import InputError
 from sfsim.plugins import load_entry_point_classes
@@ -92,6 +96,18 @@ def get_scheduler(name: str, **params: Any) -> Scheduler:
 
     Unknown names and parameters the scheduler does not take raise InputError.
     """
+    return _build(name, params, key_prefix=None)
+
+
+def scheduler_from_scenario(name: str, params: dict[str, Any]) -> Scheduler:
+    """Like :func:`get_scheduler`, for a scenario: errors name ``scheduler.params.KEY``."""
+    return _build(name, params, key_prefix="scheduler.params")
+
+
+def _build(name: str, params: dict[str, Any], key_prefix: str | None) -> Scheduler:
+    def where(param: str) -> dict[str, str | None]:
+        return {"key": f"{key_prefix}.{param}" if key_prefix else None}
+
     cls = scheduler_class(name)
     takes = accepted_params(cls)
     unknown = sorted(set(params) - set(takes))
@@ -99,12 +115,59 @@ def get_scheduler(name: str, **params: Any) -> Scheduler:
         valid = ", ".join(takes) if takes else "none"
         raise InputError(
             f"scheduler {name!r} does not take parameter(s) {', '.join(unknown)}; "
-            f"valid parameters: {valid}"
+            f"valid parameters: {valid}",
+            **where(unknown[0]),
         )
+    params = typed_params(cls, params, key_prefix=key_prefix)
     try:
         return cls(**params)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"scheduler {name!r}: bad parameters {params}: {exc}") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"scheduler {name!r}: bad parameters {params}: {exc}",
+                         key=key_prefix) from exc
+
+
+def typed_params(
+    cls: type[Scheduler], params: dict[str, Any], *, key_prefix: str | None = "scheduler.params"
+) -> dict[str, Any]:
+    """Check each parameter against the constructor's annotation, strictly (JSON rules).
+
+    A string is never taken for a number nor a boolean for an integer; an integer is accepted
+    for a float and a list for a tuple. Parameters without an annotation pass unchanged.
+    Raises InputError naming ``KEY_PREFIX.PARAM`` (or the parameter, without a prefix).
+    """
+    if not params:
+        return params
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation that cannot be resolved: nothing to check against
+        hints = {}
+    out = dict(params)
+    for key, value in params.items():
+        hint = hints.get(key)
+        if hint is None:
+            continue
+        key_path = f"{key_prefix}.{key}" if key_prefix else None
+        label = "" if key_prefix else f"parameter {key}: "
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise InputError(f"{label}{value!r} is not a plain value (number, string, list, "
+                             "mapping)", key=key_path) from None
+        try:
+            adapter: TypeAdapter[Any] = TypeAdapter(hint)
+        except Exception:  # a type pydantic cannot check: left to the constructor
+            continue
+        try:
+            out[key] = adapter.validate_json(text, strict=True)
+        except ValidationError as exc:
+            problem = "; ".join(e["msg"] for e in exc.errors()[:3])
+            raise InputError(f"{label}{problem} (got {value!r}; expected {_type_name(hint)})",
+                             key=key_path) from None
+    return out
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 def _takes_any_kwargs(cls: type[Scheduler]) -> bool:

@@ -1,0 +1,147 @@
+"""Every check `sfsim run` makes on its input, short of simulating the whole run.
+
+``preflight(resolved)`` is what ``sfsim validate`` runs. In order:
+
+1. build the world (fleet drawn, links built: a link that cannot carry data is an input error);
+2. the scheme is known; the scheduler it uses is known and takes the given parameters, each of
+   the declared type (``scheduler.params.KEY``);
+3. scheme / scheduler compatibility: the scheduler is asked for a plan on a two-device instance
+   with the scenario's number of local iterations (``carlier`` refuses chains, K > 1; a missing
+   MILP solver shows here);
+4. the scheme's ``setup`` on a fresh ``Sim`` (cut policy, backbones, every allocation made at
+   t = 0), then memory: what is allocated at set-up, and each device's peak where the scheme has
+   an exact formula (:func:`sfsim.schemes.cuts.split_device_peak_bytes` for split schemes,
+   :func:`sfsim.schemes.fedlora.fedlora_device_peak_bytes`), against each device's and the
+   server's memory;
+5. a dry round: when one round is small (at most :data:`DRY_ROUND_MAX` device iterations) it is
+   simulated once with the same checks `run` applies after a run (peak memory of every device
+   and of the server), so a memory shortfall that only shows mid-round is found too.
+
+Anything wrong raises :class:`sfsim.errors.InputError` (exit status 2), so ``validate`` ok means
+``run`` does not fail on its input.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sfsim.engine import SERVER, Sim
+from sfsim.errors import InfeasibleError, InputError
+from sfsim.scenario import Scenario
+from sfsim.schedulers import Instance, Job, Scheduler
+from sfsim.schedulers.registry import scheduler_from_scenario
+from sfsim.schemes import Scheme, scheme_class
+from sfsim.world import DeviceSpec, World, build_world
+
+GB = 1e9
+DRY_ROUND_MAX = 20_000  # device iterations in one round (local_iterations × devices)
+
+
+@dataclass
+class Preflight:
+    """What validate found: the built world, the scheme and scheduler, and notes."""
+
+    world: World
+    scheme: str
+    scheduler: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _probe_scheduler(sched: Scheduler, k: int) -> None:
+    """Ask an offline scheduler for a plan on a tiny instance with K tasks per job."""
+    if sched.online:
+        return
+    k = min(k, 3)
+    jobs = tuple(
+        Job(id=f"probe{i}", release_s=float(i), server_s=(1.0,) * k, lag_s=(0.5,) * (k - 1),
+            tail_s=1.0)
+        for i in range(2)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            sched.plan(Instance(jobs), np.random.default_rng(0))
+        except InputError as exc:
+            raise InputError(exc.problem, key=exc.key or "scheduler") from None
+
+
+def _exact_peak(scheme: Scheme, world: World, dev: DeviceSpec) -> float | None:
+    """A device's peak memory where the scheme's formula is exact (None elsewhere)."""
+    from sfsim.schemes.cuts import split_device_peak_bytes
+    from sfsim.schemes.fedlora import FedLoRA, fedlora_device_peak_bytes
+    from sfsim.schemes.split import SplitScheme
+
+    if isinstance(scheme, SplitScheme) and dev.cut is not None:
+        return split_device_peak_bytes(world, dev, dev.cut)
+    if isinstance(scheme, FedLoRA):
+        return fedlora_device_peak_bytes(world, dev)
+    return None
+
+
+def _check_setup_memory(sim: Sim, scheme: Scheme, name: str) -> None:
+    world = sim.world
+    problems = []
+    for d in world.devices:
+        need = max(sim.memory.level(d.id), _exact_peak(scheme, world, d) or 0.0)
+        if need > d.memory_bytes:
+            problems.append(
+                f"device {d.id!r} ({d.processor.name}, cut {d.cut}) needs {need / GB:.2f} GB "
+                f"at peak but has {d.memory_bytes / GB:.2f} GB"
+            )
+    need = sim.memory.level(SERVER)
+    if need > world.server.memory_bytes:
+        problems.append(
+            f"the server ({world.server.processor.name}) needs {need / GB:.2f} GB at set-up "
+            f"but has {world.server.memory_bytes / GB:.2f} GB"
+        )
+    if problems:
+        raise InfeasibleError(
+            f"scheme {name!r} does not fit in memory: " + "; ".join(problems), key="devices"
+        )
+
+
+def preflight(s: Scenario, *, dry_round: bool = True) -> Preflight:
+    """Run every input check of ``run`` on a resolved scenario; InputError on the first problem."""
+    world = build_world(s)
+    cls = scheme_class(s.training.scheme, key="training.scheme")
+    sched_name = cls.fixed_scheduler or s.scheduler.name
+    sched_params = {} if cls.fixed_scheduler else dict(s.scheduler.params)
+    try:
+        scheduler = scheduler_from_scenario(sched_name, sched_params)
+    except InputError as exc:
+        if exc.key is None:
+            exc.key = "scheduler.name"
+            exc.args = (exc.message,)
+        raise
+    report = Preflight(world, cls.name, sched_name)
+    if cls.fixed_scheduler and s.scheduler.name != cls.fixed_scheduler:
+        report.notes.append(
+            f"{cls.name} fixes its own order ({cls.fixed_scheduler}); scheduler "
+            f"{s.scheduler.name!r} would not be used"
+        )
+    if cls.uses_scheduler:
+        _probe_scheduler(scheduler, world.local_iterations)
+    scheme = cls(scheduler)
+    sim = Sim(world)
+    if world.population is not None:  # a population: set up round 0's participants
+        sim.world = world.with_devices(world.population.round_devices(0))
+    scheme.setup(sim)
+    _check_setup_memory(sim, scheme, cls.name)
+    per_round = world.local_iterations * len(sim.world.devices)
+    if dry_round and per_round <= DRY_ROUND_MAX:
+        from sfsim.run import simulate
+
+        one = s.model_copy(update={"training": s.training.model_copy(update={"rounds": 1})})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            simulate(one)
+        report.notes.append("one round simulated: memory fits")
+    elif dry_round:
+        report.notes.append(
+            f"one round is {per_round} device iterations (> {DRY_ROUND_MAX}): not simulated; "
+            "mid-round memory peaks are checked by run"
+        )
+    return report
