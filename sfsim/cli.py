@@ -319,7 +319,7 @@ def validate(
         s = api.resolve(scenario, overrides=sets)
         report = preflight(s)  # every check `run` makes, short of simulating the run
     out_console.print(
-        f"ok: {scenario} ({len(s.devices)} devices, scheme {s.training.scheme}, "
+        f"ok: {scenario} ({_device_count(s)}, scheme {s.training.scheme}, "
         f"model {s.model.arch})"
     )
     for note in report.notes:
@@ -435,3 +435,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _device_count(s: Any) -> str:  # a resolved Scenario (not imported here: start-up time)
+    """How many devices a resolved scenario runs (a population stays a generator)."""
+    if s.fleet is not None and s.fleet.participants is not None:
+        return f"{len(s.devices) + s.fleet.count} devices, {s.fleet.participants} per round"
+    return f"{len(s.devices)} devices"

@@ -230,6 +230,7 @@ class Population:
     channel: np.random.SeedSequence
     procs: dict[str, Processor]
     _specs: dict[int, DeviceSpec] = field(default_factory=dict, repr=False)
+    _cum: np.ndarray | None = field(default=None, repr=False)  # cumulative samples (weighted)
 
     @classmethod
     def draw(cls, s: Scenario, seeds: Seeds, procs: dict[str, Processor]) -> Population:
@@ -326,12 +327,32 @@ class Population:
         rng = np.random.default_rng(_child_seed(self.participation, r))
         if f.sampling == "uniform":
             chosen = rng.choice(n, size=k, replace=False)
+        elif 10 * k <= n:
+            chosen = self._weighted_draws(rng, k)
         else:
-            # Successive sampling in proportion to `samples`, without replacement: the k
-            # smallest of Exp(1) / w_i (Efraimidis & Spirakis), linear in the population.
+            # Many participants: the k smallest of Exp(1) / w (Efraimidis & Spirakis), the same
+            # distribution as the draws below, linear in the population.
             keys = rng.exponential(size=n) / self.samples
             chosen = np.argpartition(keys, k - 1)[:k] if k < n else np.arange(n)
         return np.sort(chosen)
+
+    def _weighted_draws(self, rng: np.random.Generator, k: int) -> np.ndarray:
+        """k devices in proportion to `samples`, without replacement (successive sampling).
+
+        Draws with replacement from the cumulative weights and skips devices already drawn:
+        each accepted draw is in proportion to the weights of those not yet drawn. A round
+        costs O(k log N); the cumulative sum is computed once.
+        """
+        if self._cum is None:
+            self._cum = np.cumsum(self.samples, dtype=np.float64)
+        cum = self._cum
+        chosen: dict[int, None] = {}
+        while len(chosen) < k:
+            u = rng.uniform(0.0, cum[-1], size=k - len(chosen))
+            for i in np.searchsorted(cum, u, side="right").tolist():
+                if len(chosen) < k:
+                    chosen.setdefault(min(i, len(cum) - 1))
+        return np.fromiter(chosen, dtype=np.int64, count=k)
 
     def round_devices(self, r: int) -> list[DeviceSpec]:
         return [self.spec(int(i)) for i in self.participants(r)]

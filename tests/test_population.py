@@ -64,6 +64,17 @@ def test_weighted_sampling_favours_devices_with_more_samples(tiny, sampling):
         assert expected > 1.25 and abs(ratio - expected) < 0.05
 
 
+@pytest.mark.parametrize("sampling", ["uniform", "weighted"])
+def test_weighted_sampling_of_a_large_share_uses_exponential_keys(tiny, sampling):
+    """k > N/10 takes the other weighted method; drawing 60 of 302 without replacement caps the
+    bias below E[s²]/E[s], but it stays far above the uniform draw's (about 1.28 vs 1.0)."""
+    pop = build_world(_population(tiny, count=300, participants=60, sampling=sampling)).population
+    assert pop is not None
+    chosen = np.concatenate([pop.participants(r) for r in range(50)])
+    ratio = pop.samples[chosen].mean() / pop.samples.mean()
+    assert (abs(ratio - 1.0) < 0.05) if sampling == "uniform" else (ratio > 1.15)
+
+
 def test_population_run_reports_only_participants(tiny):
     s = _population(tiny)
     res = simulate(resolve(s))
