@@ -1,6 +1,6 @@
 """Reproduce the three papers' headline claims with the simulator, next to the papers' figures.
 
-Each claim of the model page's §7 is paired with a scenario under ``scenarios/papers/`` (whose
+Each claim of docs/model.md §7 is paired with a scenario under ``scenarios/papers/`` (whose
 YAML comments state every assumption the reproduction adds) and with the runs that answer it:
 the paper's scheme and its baselines on the *same* fleet, channel and workload, each through
 `sfsim.run.resolve` / `sfsim.run.simulate`. Every figure is a ratio of two runs' counters

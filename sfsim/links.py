@@ -1,6 +1,6 @@
 """Wireless links: how long a transfer of n bytes takes, starting at time t.
 
-Two models, in order of realism (model §3):
+Two models, in order of realism (docs/model.md §3):
 
 * ``FixedLink``: a constant rate plus a fixed latency.
 * ``ShannonLink``: ``rate = B·log2(1 + P·g·|h|² / (N0·B))`` on a dedicated band of width B, where

@@ -16,7 +16,7 @@ ADAM_FLOPS_PER_PARAM = 12.0
 
 
 def op_flops(op: Op, w: Workload) -> float:
-    """Analytic FLOPs of one operation (model §8)."""
+    """Analytic FLOPs of one operation (docs/model.md §8)."""
     a = w.arch
     dense = a.block_matmul_flops(w.batch, w.seq)
     attn = a.attention_flops(w.batch, w.seq)

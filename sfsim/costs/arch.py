@@ -2,7 +2,7 @@
 
 A model is an embedding, ``n_layers`` identical transformer blocks and an LM head. Everything the
 simulator needs that does not depend on a processor follows from the shape: parameter counts,
-floating-point operations per pass (§8 of the system model), the bytes of a hidden state that
+floating-point operations per pass (docs/model.md §8), the bytes of a hidden state that
 crosses a cut, and the size of LoRA adapters on the chosen target projections.
 
 FLOP conventions: a matmul of (m×k)·(k×n) costs ``2·m·k·n``; causal attention is counted as the

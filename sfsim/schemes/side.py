@@ -20,7 +20,7 @@ The paper's side network is not public, so this module fixes a documented assump
 Everything in the side network is trained (fp32 parameters, Adam), so its backward costs twice
 its forward (input and weight gradients), except the alignment layers (their input is a frozen
 activation: weight gradients only) and the frozen head (input gradient only). FLOPs are analytic
-(§8 of the system model); the head's time comes from the scenario's cost model.
+(docs/model.md §8); the head's time comes from the scenario's cost model.
 """
 
 from __future__ import annotations
