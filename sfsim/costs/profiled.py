@@ -13,7 +13,7 @@
    between the two highest ranks: the LoRA overhead is *measured* (small rank-r matmuls and extra
    passes over activations cost far more than their FLOPs), never derived from FLOPs. Noise can make
    a higher rank look faster; values are made non-decreasing in rank when loaded. A workload more
-   than :data:`FAR_OUTSIDE` (2×) beyond the grid on any axis is extrapolated with a
+   than :data:`FAR_OUTSIDE` (4×) beyond the grid on any axis is extrapolated with a
    ``RuntimeWarning``, once per model, op and axis, naming the axis, the factor and the range.
 2. **Other LoRA targets.** A profile is measured for one target set (e.g. ``q+v``) and at rank 0.
    For another set the measured LoRA overhead (rank r minus rank 0, never below zero) is scaled
@@ -72,7 +72,7 @@ PROFILE_COLUMNS = (
 )  # fmt: skip
 #: A workload more than this factor beyond a profile's batch, sequence or rank range is
 #: extrapolated with a warning (once per model, op and axis).
-FAR_OUTSIDE = 2.0
+FAR_OUTSIDE = 4.0
 RANKED_OPS = frozenset({Op.BLOCK_FWD, Op.BLOCK_BWD, Op.BLOCK_BWD_NO_INPUT_GRAD, Op.OPT_STEP})
 LOGIT_BYTES = 4  # the loss is computed on fp32 logits
 

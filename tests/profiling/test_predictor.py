@@ -200,7 +200,9 @@ def test_shipped_profiles_cover_every_op(name: str) -> None:
     assert isinstance(cost, ProfiledCostModel) and cost.has_profile(name)
     w = Workload(ARCHS[name], 8, 512, "fp32", 8, ("q", "v"))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error")  # no analytic fallback, no missing dtype
+        # batch 8 lies far outside the Llama profiles' batch range: that warning is expected
+        warnings.filterwarnings("ignore", message=".*outside the profiled range")
         for op in Op:
             assert cost.time_s(op, w, REF) > 0, op
     # adapters never make a block cheaper (the measured overhead is at this machine's noise floor)
