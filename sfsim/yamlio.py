@@ -267,8 +267,12 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a finite number")
 
 
-def loads_json(text: str, *, file: str | Path = "<json>") -> Any:
-    """Parse JSON within the same limits (depth, size, no NaN/Infinity, no huge integers)."""
+def loads_json(text: str, *, file: str | Path = "<json>", finite: bool = True) -> Any:
+    """Parse JSON within the same limits (depth, size, no NaN/Infinity, no huge integers).
+
+    ``finite=False`` lets NaN / Infinity through as floats, for a caller that checks every
+    number itself with its own messages.
+    """
     if len(text) > MAX_FILE_BYTES:
         raise InputError(f"JSON text longer than {MAX_FILE_BYTES} characters", file=file)
     pos = _json_depth_ok(text)
@@ -281,18 +285,20 @@ def loads_json(text: str, *, file: str | Path = "<json>") -> Any:
         return int(s)
 
     try:
-        data = json.loads(text, parse_constant=_no_constant, parse_int=parse_int)
+        data = json.loads(text, parse_constant=_no_constant if finite else float,
+                          parse_int=parse_int)
     except json.JSONDecodeError as exc:
-        raise InputError(f"JSON syntax error: {exc.msg}", file=file,
-                         key=f"line {exc.lineno}, column {exc.colno}") from None
+        raise InputError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                         file=file) from None
     except (ValueError, RecursionError) as exc:
         raise InputError(f"JSON error: {exc}", file=file) from None
-    try:
-        check_finite(data)  # floats like 1e999 parse to inf
-    except InputError as exc:
-        exc.file = str(file)
-        exc.args = (exc.message,)
-        raise
+    if finite:
+        try:
+            check_finite(data)  # floats like 1e999 parse to inf
+        except InputError as exc:
+            exc.file = str(file)
+            exc.args = (exc.message,)
+            raise
     return data
 
 

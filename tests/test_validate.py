@@ -341,3 +341,12 @@ def test_summary_is_strict_json(tiny, write_yaml, cli, tmp_path):
         raise ValueError(name)
 
     json.loads((out / "summary.json").read_text(), parse_constant=refuse)
+
+
+def test_schedule_refuses_deep_and_non_finite_instance_json(tmp_path, cli):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    _exit_2(cli("schedule", deep), "nesting deeper than")
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"jobs": [{"id": "a", "release_s": ' + "9" * 5000 + ', "server_s": 1}]}')
+    _exit_2(cli("schedule", huge), "digits")

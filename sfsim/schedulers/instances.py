@@ -114,19 +114,14 @@ def instance_from_dict(data: Any, path: str | Path = "<instance>") -> Instance:
 
 def load_instance(path: str | Path) -> Instance:
     """Read and validate an instance JSON file; every problem is an InputError."""
+    from sfsim.yamlio import loads_json, read_user_file
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", file=path) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", file=path
-        ) from None
+    if not path.exists():
+        raise InputError("file not found", file=path)
+    # bounded: a regular file of at most 10 MiB, depth 64, no NaN/inf, no huge integers
+    text = read_user_file(path, what="JSON instance file")
+    data = loads_json(text, file=path, finite=False)  # numbers are checked per field below
     return instance_from_dict(data, path)
 
 
