@@ -433,12 +433,12 @@ def main() -> None:
         sys.exit(_internal_error(exc))
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _device_count(s: Any) -> str:  # a resolved Scenario (not imported here: start-up time)
     """How many devices a resolved scenario runs (a population stays a generator)."""
     if s.fleet is not None and s.fleet.participants is not None:
         return f"{len(s.devices) + s.fleet.count} devices, {s.fleet.participants} per round"
     return f"{len(s.devices)} devices"
+
+
+if __name__ == "__main__":
+    main()
