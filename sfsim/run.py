@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
-from sfsim import __version__
+from sfsim import __version__, fastpath
 from sfsim.engine import SERVER, Proc, Sim
 from sfsim.errors import InfeasibleError
 from sfsim.results import RunResult, memory_frame, peak_bytes, summarize, trace_frame
@@ -71,10 +71,18 @@ def simulate(
     *,
     check_memory: bool = True,
     on_round: Callable[[int, int], None] | None = None,
+    timings: dict[str, float] | None = None,
+    fast: bool | Literal["auto"] = False,
 ) -> RunResult:
     """Run a resolved scenario and return its result (raises InputError if it cannot run).
 
     ``on_round(done, total)``, if given, is called after each round (e.g. a progress bar).
+    ``timings``, if given, receives the wall time of the phases (``setup_s``,
+    ``event_loop_s``, ``collect_s``) for benchmarks; it never enters the summary.
+    ``fast``: ``"auto"`` evaluates rounds in closed form where that is exact (`sfsim.fastpath`),
+    ``True`` insists on it (ValueError when it does not apply), ``False`` (default) always runs
+    the event loop. A closed-form result has round times, makespan and plans but no trace or
+    memory timeline; ``summary["engine_path"]`` says which path ran.
     """
     t0 = time.perf_counter()
     world = build_world(s)
@@ -87,6 +95,12 @@ def simulate(
     driver = RoundDriver(scheme, sim)  # a population sets up each round's participants
     driver.start()
     world = sim.world  # setup may replace the devices (e.g. cuts chosen by a cut policy)
+    if fast:
+        reason = fastpath.why_not(sim, scheme, scheduler)
+        if reason is None:
+            return _closed_form_result(s, sim, scheme, sched_name, sched_params, t0, timings)
+        if fast is True:
+            raise ValueError(f"no closed form for this run: {reason}")
     bounds: list[tuple[float, float]] = []
 
     def main() -> Proc:
@@ -98,10 +112,12 @@ def simulate(
                 on_round(r + 1, world.rounds)
 
     sim.env.process(main())
+    t_loop = time.perf_counter()
     sim.env.run()
+    t_collect = time.perf_counter()
     world = sim.world  # a population: the devices that took part
-    trace = trace_frame(sim.trace.spans)
-    memory = memory_frame(sim.memory.events)
+    trace = trace_frame(sim.trace)
+    memory = memory_frame(sim.memory)
     if check_memory:
         _check_memory(world, peak_bytes(memory), cls.name)
     header: dict[str, Any] = {
@@ -127,6 +143,7 @@ def simulate(
         for d in world.devices
     }
     summary = summarize(trace, memory, bounds, header, devices)
+    summary["engine_path"] = "event"
     summary["server_memory_bytes"] = world.server.memory_bytes
     if "population" in sim.notes:  # population size and each round's participants
         summary["population"] = sim.notes["population"]
@@ -148,4 +165,76 @@ def simulate(
             p["realised_makespan_s"] = float(uploads.get(p["round"], start)) - start
         summary["plans"] = plans
     summary["wall_s"] = time.perf_counter() - t0
+    if timings is not None:
+        timings.update(
+            setup_s=t_loop - t0,
+            event_loop_s=t_collect - t_loop,
+            collect_s=time.perf_counter() - t_collect,
+        )
     return RunResult(summary, trace, memory, dump_scenario(s))
+
+
+def _closed_form_result(
+    s: Scenario,
+    sim: Sim,
+    scheme: Any,
+    sched_name: str,
+    sched_params: dict[str, Any],
+    t0: float,
+    timings: dict[str, float] | None,
+) -> RunResult:
+    """`simulate` without the event loop: round times from `sfsim.fastpath` (no spans)."""
+    import pandas as pd
+
+    world = sim.world
+    t_loop = time.perf_counter()
+    bounds = fastpath.round_bounds(sim, scheme, world.rounds)
+    t_collect = time.perf_counter()
+    makespan = bounds[-1][1] if bounds else 0.0
+    summary: dict[str, Any] = {
+        "scenario": s.name,
+        "scheme": scheme.name,
+        "scheduler": sched_name,
+        "scheduler_params": sched_params,
+        "seed": s.seed,
+        "rounds": world.rounds,
+        "local_iterations": world.local_iterations,
+        "n_devices": len(world.devices),
+        "model": s.model.arch,
+        "cost_model": world.costs.name,
+        "version": __version__,
+        "status": "ok",
+        "error": None,
+        "engine_path": "closed_form",
+        "makespan_s": makespan,
+        "round_s": [e - b for b, e in bounds],
+        "round_bounds_s": [list(b) for b in bounds],
+        "server_memory_bytes": world.server.memory_bytes,
+        "devices": {
+            d.id: {
+                "processor": d.processor.name,
+                "cut": d.cut,
+                "batch": d.batch,
+                "memory_bytes": d.memory_bytes,
+            }
+            for d in world.devices
+        },
+        "closed_form_note": (
+            "round times evaluated in closed form from the scheduling instance (no event loop); "
+            "no trace or memory timeline, so peaks, busy times and bytes are not reported"
+        ),
+    }
+    notes = {k: v for k, v in sim.notes.items() if k != "plans"}
+    if notes:
+        summary["scheme_notes"] = notes
+    if sim.notes.get("plans"):
+        summary["plans"] = sim.notes["plans"]
+    summary["wall_s"] = time.perf_counter() - t0
+    if timings is not None:
+        timings.update(
+            setup_s=t_loop - t0,
+            event_loop_s=t_collect - t_loop,
+            collect_s=time.perf_counter() - t_collect,
+        )
+    empty = pd.DataFrame()
+    return RunResult(summary, empty, empty, dump_scenario(s))
