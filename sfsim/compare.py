@@ -21,16 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 
 from sfsim.errors import InputError
-from sfsim.results import RunResult
-from sfsim.run import resolve, simulate
-from sfsim.scenario import Scenario
-from sfsim.schemes import scheme_class, schemes
+
+if TYPE_CHECKING:  # imported where used: `sfsim --help` must not load pandas or the engine
+    import pandas as pd
+
+    from sfsim.results import RunResult
+    from sfsim.scenario import Scenario
 
 COLUMNS = [
     "scheme", "status", "makespan_s", "round_s_mean", "device_flops", "device_compute_s",
@@ -64,6 +65,8 @@ def counters(result: RunResult) -> dict[str, Any]:
 
 def run_scheme(s: Scenario, scheme: str, **overrides: Any) -> RunResult:
     """One scheme on a scenario (``overrides``: scheduler=, seed= as for `resolve`)."""
+    from sfsim.run import resolve, simulate
+
     return simulate(resolve(s, scheme=scheme, **overrides))
 
 
@@ -75,6 +78,10 @@ def compare(
     **overrides: Any,
 ) -> pd.DataFrame:
     """Run ``s`` under each scheme (default: all registered) and return one row per scheme."""
+    import pandas as pd
+
+    from sfsim.schemes import scheme_class, schemes
+
     names = list(names) if names else list(schemes())
     for n in names:
         scheme_class(n, key="--schemes")  # fail early, listing the known names
@@ -92,6 +99,8 @@ def compare(
 
 
 def _fmt(v: Any, scale: float, digits: int) -> str:
+    import pandas as pd
+
     return "-" if v is None or pd.isna(v) else f"{v / scale:.{digits}f}"
 
 
