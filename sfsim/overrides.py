@@ -110,10 +110,12 @@ def _index(container: list[Any], part: str | int, done: list[str | int], key: st
             raise InputError(f"{_where(done)} is a list; expected an index, got {part!r}",
                              key=_flag(key))
         part = int(part)
-    if not 0 <= part < len(container):
+    n = len(container)
+    if not 0 <= part < n:
+        has = f"indices 0..{n - 1}" if n else "it is empty"
         raise InputError(
-            f"index {part} is out of range ({_where(done)} has {len(container)} item"
-            f"{'' if len(container) == 1 else 's'}; indices 0..{len(container) - 1})",
+            f"index {part} is out of range ({_where(done)} has {n} item{'' if n == 1 else 's'}; "
+            f"{has}; --set changes items, it does not add them)",
             key=_flag(key),
         )
     return part

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sfsim.errors import InputError
 from sfsim.overrides import apply_overrides, canonical_key, parse_set, split_key
@@ -123,3 +128,41 @@ def test_cli_set_errors_exit_2_naming_the_key(cli, tiny, write_yaml, tmp_path, c
     assert line.startswith("error: ") and starts in line, line
     assert "Traceback" not in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_index_into_an_empty_list():
+    with pytest.raises(InputError, match="it is empty"):
+        apply_overrides({"devices": []}, {"devices[0].cut": 2})
+
+
+_names = st.text(alphabet="abcxyz_", min_size=1, max_size=4)
+_values = st.none() | st.booleans() | st.integers(-5, 5) | st.text("ab", max_size=3)
+
+
+@given(st.lists(st.tuples(_names, st.integers(0, 2)), min_size=1, max_size=4), _values,
+       st.data())
+def test_set_then_read_back_and_nothing_else_changes(path, value, data):
+    """Build data holding a path of mappings and lists, set its end, read it back."""
+    root: dict = {"other": {"keep": 1}}
+    node: Any = root
+    key = ""
+    for i, (name, n_items) in enumerate(path):
+        last = i == len(path) - 1
+        use_list = n_items > 0 and not last
+        key += ("." if key else "") + name
+        if use_list:
+            idx = data.draw(st.integers(0, n_items - 1))
+            items = [{"#": j} for j in range(n_items)]  # "#" is never a generated name
+            node[name] = items
+            key += data.draw(st.sampled_from([f"[{idx}]", f".{idx}"]))
+            node = items[idx]
+        elif not last:
+            node = node.setdefault(name, {})
+    before = copy.deepcopy(root)
+    out = apply_overrides(root, {key: value})
+    assert root == before  # the input is untouched
+    got: Any = out
+    for p in split_key(key):
+        got = got[int(p)] if isinstance(got, list) else got[p]
+    assert got == value
+    assert out["other"] == {"keep": 1}
