@@ -16,6 +16,8 @@ stderr and exits with status 2, never a traceback.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -40,17 +42,36 @@ def _guard(fn: Callable[[], T]) -> T:
         raise typer.Exit(2) from None
 
 
+_BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+#: Largest instance size ``bench-schedulers`` accepts (``--sizes``).
+MAX_BENCH_SIZE = 100_000
+
+
 def _parse_params(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` options: VALUE is JSON (bounded like instance files) or a bare word."""
+    from sfsim.yamlio import loads_json
+
     params: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise InputError(f"--param needs KEY=VALUE, got {item!r}")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
+        if _BARE_WORD.fullmatch(raw) and raw not in ("true", "false", "null"):
             params[key] = raw  # a bare word is a string
+        else:
+            params[key] = loads_json(raw, file=f"--param {key}")
     return params
+
+
+def _check_seed(seed: int) -> None:
+    if seed < 0:
+        raise InputError(f"must be a non-negative integer, got {seed}", key="--seed")
+
+
+def _check_time_limit(seconds: float | None) -> None:
+    if seconds is not None and not (0 < seconds < math.inf):
+        raise InputError(f"must be a positive finite number of seconds, got {seconds}",
+                         key="--time-limit")
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -106,6 +127,8 @@ def schedule_command(
     """Solve one instance file with one scheduler and print the result as JSON."""
 
     def run() -> dict[str, Any]:
+        _check_seed(seed)
+        _check_time_limit(time_limit)
         params = _parse_params(param or [])
         if time_limit is not None:
             params["time_limit_s"] = time_limit
@@ -138,7 +161,12 @@ def bench_command(
     from sfsim.schedulers import benchmark
 
     def run() -> Any:
+        _check_seed(seed)
+        _check_time_limit(time_limit)
         size_list = _int_list(sizes, "--sizes")
+        if max(size_list) > MAX_BENCH_SIZE:
+            raise InputError(f"at most {MAX_BENCH_SIZE} devices per instance, got "
+                             f"{max(size_list)}", key="--sizes")
         fams = [f.strip() for f in families.split(",") if f.strip()]
         bad = sorted(set(fams) - set(benchmark.FAMILIES))
         if bad:
