@@ -311,7 +311,6 @@ def validate(
     """Check a scenario file: exit 0 when valid, 2 with a message naming the key when not."""
     from sfsim import api
     from sfsim.overrides import parse_set
-
     from sfsim.preflight import preflight
 
     sets = parse_set(set_ or [])
