@@ -22,13 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import numpy as np
 import typer
 
 from sfsim.errors import InputError
-from sfsim.schedulers.instances import load_instance
-from sfsim.schedulers.registry import accepted_params, available, scheduler_class
-from sfsim.schedulers.result import solve
+
+# numpy and the schedulers (PuLP, SciPy) are imported inside the commands: `sfsim --help` must
+# not load them.
 
 T = TypeVar("T")
 
@@ -90,6 +89,8 @@ def schedulers_command(
     ] = False,
 ) -> None:
     """List the available schedulers with a one-line description each."""
+    from sfsim.schedulers.registry import accepted_params, available, scheduler_class
+
     names = _guard(available)
     if as_json:
         rows = []
@@ -132,6 +133,11 @@ def schedule_command(
         params = _parse_params(param or [])
         if time_limit is not None:
             params["time_limit_s"] = time_limit
+        import numpy as np
+
+        from sfsim.schedulers.instances import load_instance
+        from sfsim.schedulers.result import solve
+
         inst = load_instance(instance)
         res = solve(scheduler, inst, np.random.default_rng(seed), **params)
         return {**res.to_dict(), "gap": res.gap}
@@ -173,6 +179,8 @@ def bench_command(
             raise InputError(f"--families: unknown {bad}; valid: {', '.join(benchmark.FAMILIES)}")
         names = [s.strip() for s in schedulers.split(",") if s.strip()]
         for name in names:
+            from sfsim.schedulers.registry import scheduler_class
+
             scheduler_class(name)  # unknown names fail before any work
         if reps < 1 or k < 1:
             raise InputError("--reps and --k must be at least 1")
