@@ -9,17 +9,35 @@ Public API::
     order = sched.order(inst, np.random.default_rng(0))
     makespan(inst, order)
 
-Importing this package registers the built-in schedulers; plugins from the ``sfsim.schedulers``
-entry-point group are loaded on the first name lookup. See ``docs/schedulers.md``.
+The built-in schedulers register themselves when the registry is first asked for a name (the
+package's names are loaded lazily, so importing it costs almost nothing); plugins from the
+``sfsim.schedulers`` entry-point group are loaded at the same moment. See ``docs/schedulers.md``.
 """
 
-from sfsim.schedulers import carlier as _carlier  # noqa: F401  (registers the built-ins)
-from sfsim.schedulers import local_search as _local_search  # noqa: F401
-from sfsim.schedulers import milp as _milp  # noqa: F401
-from sfsim.schedulers import rules as _rules  # noqa: F401
-from sfsim.schedulers.base import Instance, Job, Plan, Ready, Scheduler
-from sfsim.schedulers.evaluate import TaskTime, dispatch, makespan, schedule_times
-from sfsim.schedulers.registry import available, get_scheduler, register
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below are loaded on first use (keeps `sfsim --help` fast)
+    from sfsim.schedulers.base import Instance, Job, Plan, Ready, Scheduler
+    from sfsim.schedulers.evaluate import TaskTime, dispatch, makespan, schedule_times
+    from sfsim.schedulers.registry import available, get_scheduler, register
+
+_WHERE = {
+    "Instance": "base",
+    "Job": "base",
+    "Plan": "base",
+    "Ready": "base",
+    "Scheduler": "base",
+    "TaskTime": "evaluate",
+    "dispatch": "evaluate",
+    "makespan": "evaluate",
+    "schedule_times": "evaluate",
+    "available": "registry",
+    "get_scheduler": "registry",
+    "register": "registry",
+}
 
 __all__ = [
     "Instance",
@@ -35,3 +53,11 @@ __all__ = [
     "register",
     "schedule_times",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'sfsim.schedulers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"sfsim.schedulers.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

@@ -2,11 +2,11 @@
 
 Scenario files and the CLI name a scheduler (``scheduler: {name: schrage, params: {...}}``);
 this module maps the name to a class and builds it with the given parameters. Built-in
-schedulers register themselves with the :func:`register` class decorator when
-``sfsim.schedulers`` is imported. Third-party packages add schedulers through the entry-point
-group ``sfsim.schedulers`` (``my_sched = "my_pkg.module:MyScheduler"`` in their
-``pyproject.toml``); those are loaded once, lazily, the first time a name is looked up or the
-list of names is asked for.
+schedulers register themselves with the :func:`register` class decorator when their modules
+are imported, which the registry does before the first lookup. Third-party packages add
+schedulers through the entry-point group ``sfsim.schedulers`` (``my_sched =
+"my_pkg.module:MyScheduler"`` in their ``pyproject.toml``); those are loaded once, lazily,
+the first time a name is looked up or the list of names is asked for.
 
 A name can be taken only once: registering a different class under a taken name is refused,
 whether it comes from code or from a plugin, so a plugin can never silently replace a
@@ -16,6 +16,7 @@ raises :class:`sfsim.errors.InputError` listing what is valid.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import typing
@@ -56,12 +57,18 @@ def register(cls: S) -> S:
     return cls
 
 
+#: Modules whose import registers the built-in schedulers (see :func:`_load_plugins`).
+BUILTIN_MODULES = ("carlier", "local_search", "milp", "rules")
+
+
 def _load_plugins() -> None:
-    """Register the schedulers of every installed ``sfsim.schedulers`` entry point, once."""
+    """Register the built-ins, then every installed ``sfsim.schedulers`` entry point, once."""
     global _plugins_loaded
     if _plugins_loaded:
         return
     _plugins_loaded = True
+    for module in BUILTIN_MODULES:
+        importlib.import_module(f"sfsim.schedulers.{module}")
     load_entry_point_classes(ENTRY_POINT_GROUP, Scheduler, "scheduler", register)
 
 
