@@ -178,6 +178,10 @@ def resolved_devices(s: Scenario) -> list[DeviceCfg]:
     if s.fleet is not None:
         rng = np.random.default_rng(Seeds.for_scenario(s).fleet)
         devices += _fleet_devices(s.fleet, rng, {d.id for d in devices})
+        if s.fleet.target_utilisation is not None:  # keep the prefix that meets the target
+            from sfsim.fleet_target import trim_to_target
+
+            devices = trim_to_target(s, devices, len(s.devices))
     return devices
 
 
