@@ -363,6 +363,7 @@ def _register_subcommands() -> None:
         "sfsim.plotting.cli",
         "sfsim.compare",
         "sfsim.sweep",
+        "sfsim.instance_cli",
     ):
         try:
             mod = importlib.import_module(mod_name)
