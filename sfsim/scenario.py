@@ -295,8 +295,9 @@ class TrainingCfg(Section):
     local_iterations: Iterations = 1
     # Split schemes: "fixed" uses each device's `cut`; for devices without one, "max_fit" takes
     # the largest cut their memory holds, "balanced" evens device-side times at the slowest
-    # device's, "min_time" picks the balanced cuts of least estimated round time (schemes/cuts.py).
-    cut_policy: Literal["fixed", "max_fit", "balanced", "min_time"] = "fixed"
+    # device's, "min_time" picks the balanced cuts of least estimated round time (schemes/cuts.py),
+    # "joint" chooses cuts and server order together (schedulers/joint.py).
+    cut_policy: Literal["fixed", "max_fit", "balanced", "min_time", "joint"] = "fixed"
     pipeline: PipelineCfg = Field(default_factory=PipelineCfg)
     fedmobillm: FedMobiLLMCfg = Field(default_factory=FedMobiLLMCfg)
 

@@ -26,19 +26,24 @@ policies and the schemes' allocations can be checked against each other (see the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from sfsim.costs import footprint as fp
 from sfsim.costs.base import Workload
 from sfsim.errors import InfeasibleError, InputError
 from sfsim.world import DeviceSpec, World
 
+if TYPE_CHECKING:
+    from sfsim.schedulers.base import Job
+
 GB = 1e9
-POLICIES = ("fixed", "max_fit", "balanced", "min_time")
+POLICIES = ("fixed", "max_fit", "balanced", "min_time", "joint")
 
 PeakFn = Callable[[DeviceSpec, int], float]  # device peak bytes at cut c
 TimeFn = Callable[[DeviceSpec, int], float]  # device-side seconds per iteration at cut c
 EstimateFn = Callable[[dict[str, int]], float]  # estimated round seconds of a cut assignment
+JobFn = Callable[[DeviceSpec, int], "Job"]  # a device's job in the round's instance at cut c
 
 
 def split_device_peak_bytes(world: World, dev: DeviceSpec, cut: int) -> float:
@@ -89,6 +94,19 @@ class CutChoice:
     chosen: list[str]  # devices whose cut the policy chose (the others were fixed)
     estimated_round_s: float | None = None
 
+    def notes(self) -> dict[str, Any]:
+        """The summary's ``scheme_notes.cuts``: the fields, and a joint choice's findings."""
+        out = asdict(self)
+        out.update(out.pop("extra", {}))
+        return out
+
+
+@dataclass(frozen=True)
+class JointCutChoice(CutChoice):
+    """A ``joint`` choice: also how it was found (method, proof, order; see ``notes``)."""
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
 
 def feasible_cuts(world: World, dev: DeviceSpec, peak: PeakFn) -> list[int]:
     """Cuts 1..L-1 whose peak memory fits the device (peaks grow with the cut)."""
@@ -115,8 +133,15 @@ def choose_cuts(
     peak: PeakFn,
     device_s: TimeFn,
     estimate: EstimateFn,
+    job: JobFn | None = None,
+    rule: str | None = None,
 ) -> CutChoice:
-    """Apply a cut policy to the world's devices (devices with a fixed cut keep it)."""
+    """Apply a cut policy to the world's devices (devices with a fixed cut keep it).
+
+    ``job`` (needed by ``joint``) gives a device's job in the round's scheduling instance at a
+    cut; ``rule`` names the scheduler when the scheme fixes its order (``joint`` then optimises
+    the cuts for that rule's order instead of the best order).
+    """
     fixed = {d.id: d.cut for d in world.devices if d.cut is not None}
     free = [d for d in world.devices if d.cut is None]
     if policy == "fixed":
@@ -130,6 +155,12 @@ def choose_cuts(
     if policy not in POLICIES:
         raise InputError(f"unknown cut policy {policy!r}; known: {', '.join(POLICIES)}",
                          key="training.cut_policy")
+    if policy == "joint" and job is None:
+        raise InputError(
+            f"cut policy 'joint' needs a scheme whose server serves one device task at a time "
+            f"(memsfl, sfl_v1, sfl_v2, splitlora); scheme {scheme!r} has no such round",
+            key="training.cut_policy",
+        )
     options = {d.id: _feasible_or_fail(world, d, peak, scheme) for d in free}
     chosen = [d.id for d in free]
     if policy == "max_fit":
@@ -144,10 +175,12 @@ def choose_cuts(
             out[dev_id] = max(ok) if ok else min(per)
         return out
 
+    def ordered(cuts: dict[str, int]) -> dict[str, int]:
+        return {d.id: cuts[d.id] for d in world.devices}
+
+    balanced = within(max((per[min(per)] for per in times.values()), default=0.0))
     if policy == "balanced":
-        budget = max((per[min(per)] for per in times.values()), default=0.0)
-        cuts = within(budget)
-        return CutChoice(policy, cuts, chosen, estimate(cuts))
+        return CutChoice(policy, balanced, chosen, estimate(balanced))
     best: tuple[float, dict[str, int]] | None = None
     for budget in sorted({t for per in times.values() for t in per.values()}):
         cuts = within(budget)
@@ -155,8 +188,29 @@ def choose_cuts(
         if best is None or est < best[0]:
             best = (est, cuts)
     if best is None:  # every device has a fixed cut
-        return CutChoice(policy, dict(fixed), chosen, estimate(dict(fixed)))
-    return CutChoice(policy, best[1], chosen, best[0])
+        best = (estimate(dict(fixed)), dict(fixed))
+    if policy == "min_time":
+        return CutChoice(policy, best[1], chosen, best[0])
+    assert job is not None
+    from sfsim.schedulers import joint  # here: the scheduler package loads PuLP
+
+    by_id = {d.id: d for d in world.devices}
+    jobs = {
+        d.id: {c: job(d, c) for c in (options[d.id] if d.id in options else [fixed[d.id]])}
+        for d in world.devices
+    }
+    max_fit = {**fixed, **{i: c[-1] for i, c in options.items()}}
+    starts = [ordered(max_fit), ordered(balanced), ordered(best[1])]
+    res = joint.joint_cuts(jobs, starts, rule=rule)
+    for u, c in res.cuts.items():  # memory is the constraint: never hand out a cut that spills
+        assert peak(by_id[u], c) <= by_id[u].memory_bytes or u in fixed, (u, c)
+    extra = {"method": res.method, "proven_optimal": res.optimal,
+             "lower_bound_s": res.lower_bound_s, "order": list(res.order),
+             "evaluated_cut_vectors": res.evaluated, "order_rule": rule or "best order",
+             "starts_estimated_round_s": {"max_fit": estimate(max_fit),
+                                          "balanced": estimate(balanced),
+                                          "min_time": best[0]}}
+    return JointCutChoice(policy, ordered(res.cuts), chosen, res.makespan_s, extra)
 
 
 def with_cuts(world: World, cuts: dict[str, int]) -> World:

@@ -26,7 +26,7 @@ the chosen cuts replace the world's devices before anything is allocated. ``sfl_
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -163,14 +163,24 @@ class SplitScheme(Scheme):
             sc = split_costs(w0, d, c)
             return sc.dev_fwd_s + sc.dev_bwd_s
 
+        by_cut: dict[int, dict[str, Job]] = {}
+
+        def job(d: DeviceSpec, c: int) -> Job:
+            """Device d's job at cut c (a device's job depends on its own cut only)."""
+            if c not in by_cut:
+                inst = round_instance(w0, {e.id: split_costs(w0, e, c) for e in w0.devices})
+                by_cut[c] = {j.id: j for j in inst.jobs}
+            return by_cut[c][d.id]
+
         choice = cut_policy.choose_cuts(
             w0, w0.scenario.training.cut_policy, scheme=self.name,
             peak=partial(cut_policy.split_device_peak_bytes, w0), device_s=device_s,
-            estimate=estimate,
+            estimate=estimate, job=job,
+            rule=None if self.uses_scheduler else self.fixed_scheduler,
         )
         sim.world = cut_policy.with_cuts(w0, choice.cuts)
         if choice.chosen:
-            sim.notes["cuts"] = asdict(choice)
+            sim.notes["cuts"] = choice.notes()
 
     # ---- memory laid out at t = 0 -------------------------------------------------------------
     def setup(self, sim: Sim) -> None:
