@@ -282,13 +282,11 @@ class Run:
         else:
             writers = run_writers(formats)
         if not formats:  # nothing of the trace is kept: skip writing a large trace.parquet
-            from dataclasses import replace
-
             import pandas as pd
 
             from sfsim.results import TRACE_COLUMNS
 
-            result = replace(result, trace=pd.DataFrame(columns=TRACE_COLUMNS))
+            result = result.with_trace(pd.DataFrame(columns=TRACE_COLUMNS))
         self.folder = write_run_folder(out, result, writers, overwrite=overwrite)
         return self.folder
 

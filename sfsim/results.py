@@ -18,10 +18,9 @@ import re
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +28,9 @@ import pandas as pd
 from sfsim import __version__
 from sfsim.engine import MEMORY_COLUMNS as _MEMORY_FIELDS
 from sfsim.engine import SERVER, MemEvent, MemoryLedger, Span, Trace
+
+if TYPE_CHECKING:
+    from sfsim.scenario import Scenario
 from sfsim.engine import TRACE_COLUMNS as _TRACE_FIELDS
 from sfsim.errors import InputError
 
@@ -144,19 +146,56 @@ def duration_by_device_resource(trace: pd.DataFrame) -> dict[tuple[str, str], fl
     cuts = np.flatnonzero(np.diff(keys)) + 1
     starts = np.concatenate(([0], cuts))
     ends = np.concatenate((cuts, [len(keys)]))
+    devices = [str(x) for x in dev_names]  # index once: Arrow-backed indexes are slow per item
+    resources = [str(x) for x in res_names]
     out: dict[tuple[str, str], float] = {}
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
         d, r = divmod(int(keys[a]), len(res_names))
-        out[(str(dev_names[d]), str(res_names[r]))] = float(dur[a:b].sum())
+        out[(devices[d], resources[r])] = float(dur[a:b].sum())
     return out
 
 
-@dataclass
 class RunResult:
-    summary: dict[str, Any]
-    trace: pd.DataFrame
-    memory: pd.DataFrame
-    scenario_yaml: str
+    """One run's summary, trace and memory frames, and its resolved scenario.
+
+    The scenario may be given as YAML text or as the resolved ``Scenario``; in the second case
+    its YAML is dumped on first use (writing the folder), not while simulating: on a 10,000-device
+    fleet the dump costs as much as the whole event loop.
+    """
+
+    __slots__ = ("_scenario", "_scenario_yaml", "memory", "summary", "trace")
+
+    def __init__(
+        self,
+        summary: dict[str, Any],
+        trace: pd.DataFrame,
+        memory: pd.DataFrame,
+        scenario: str | Scenario,
+    ) -> None:
+        self.summary = summary
+        self.trace = trace
+        self.memory = memory
+        self._scenario = None if isinstance(scenario, str) else scenario
+        self._scenario_yaml = scenario if isinstance(scenario, str) else None
+
+    @property
+    def scenario_yaml(self) -> str:
+        if self._scenario_yaml is None:
+            from sfsim.scenario import dump_scenario
+
+            assert self._scenario is not None
+            self._scenario_yaml = dump_scenario(self._scenario)
+        return self._scenario_yaml
+
+    def with_trace(self, trace: pd.DataFrame) -> RunResult:
+        """The same result with another trace table (the scenario is not dumped for it)."""
+        source = self._scenario_yaml if self._scenario_yaml is not None else self._scenario
+        assert source is not None
+        return RunResult(self.summary, trace, self.memory, source)
+
+    def __repr__(self) -> str:
+        return (f"RunResult(status={self.summary.get('status')!r}, spans={len(self.trace)}, "
+                f"memory_events={len(self.memory)})")
 
 
 def summarize(
