@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from sfsim import __version__, fastpath
+from sfsim import __version__, estimators, fastpath
 from sfsim.engine import SERVER, Proc, Sim
 from sfsim.errors import InfeasibleError
 from sfsim.results import RunResult, memory_frame, peak_bytes, summarize, trace_frame
@@ -21,6 +21,7 @@ from sfsim.scenario import Scenario, dump_scenario
 from sfsim.schedulers import get_scheduler
 from sfsim.schemes import scheme_class
 from sfsim.schemes.population import RoundDriver
+from sfsim.schemes.split import SplitScheme
 from sfsim.world import World, build_world, resolved_devices
 
 GB = 1e9
@@ -91,6 +92,8 @@ def simulate(
     sched_params = {} if cls.fixed_scheduler else s.scheduler.params
     scheduler = get_scheduler(sched_name, **sched_params)
     scheme = cls(scheduler)
+    if isinstance(scheme, SplitScheme):  # what the scheduler is told (sfsim/estimators.py)
+        scheme.estimator = _estimator(s, fast)
     sim = Sim(world)
     driver = RoundDriver(scheme, sim)  # a population sets up each round's participants
     driver.start()
@@ -159,10 +162,9 @@ def simulate(
             f"{cls.name} fixes its own order ({cls.fixed_scheduler}); the scenario's scheduler "
             f"{s.scheduler.name!r} was not used"
         )
-    if plans:
-        uploads = trace[trace["phase"] == "adapter_upload"].groupby("round")["end_s"].max()
-        for p, (start, _) in zip(plans, bounds, strict=False):
-            p["realised_makespan_s"] = float(uploads.get(p["round"], start)) - start
+    if plans:  # planned vs realised, the ex-post optimum and the regret (sfsim/estimators.py)
+        estimators.judge_plans(plans, trace, bounds, world.local_iterations,
+                               s.scheduler.estimator, s.scheduler.ex_post_time_limit_s)
         summary["plans"] = plans
     summary["wall_s"] = time.perf_counter() - t0
     if timings is not None:
@@ -172,6 +174,19 @@ def simulate(
             collect_s=time.perf_counter() - t_collect,
         )
     return RunResult(summary, trace, memory, dump_scenario(s))
+
+
+def _estimator(s: Scenario, fast: bool | Literal["auto"]) -> estimators.Estimator:
+    """The scenario's estimator; ``oracle`` first runs its pilot (the same run, ``mean``)."""
+    est = estimators.from_config(s.scheduler)
+    if est.name == "oracle":
+        pilot_cfg = s.scheduler.model_copy(
+            update={"estimator": "mean", "ex_post_time_limit_s": 0.0}
+        )
+        pilot = simulate(s.model_copy(update={"scheduler": pilot_cfg}), check_memory=False,
+                         fast=fast)
+        est.pilot = estimators.realised_durations(pilot.trace)
+    return est
 
 
 def _closed_form_result(
@@ -228,6 +243,9 @@ def _closed_form_result(
     if notes:
         summary["scheme_notes"] = notes
     if sim.notes.get("plans"):
+        if isinstance(scheme, SplitScheme):  # nothing random: realised = estimated instance
+            estimators.judge_closed_form(sim.notes["plans"], scheme.estimate(sim),
+                                         s.scheduler.estimator, s.scheduler.ex_post_time_limit_s)
         summary["plans"] = sim.notes["plans"]
     summary["wall_s"] = time.perf_counter() - t0
     if timings is not None:

@@ -305,6 +305,12 @@ class TrainingCfg(Section):
 class SchedulerCfg(Section):
     name: Annotated[str, Field(min_length=1, max_length=64)] = "fifo"
     params: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    # What the scheduler is told about each task (sfsim/estimators.py; docs/schedulers.md,
+    # "Estimates and realisations"), and the time limit of each round's ex-post optimum.
+    estimator: Literal["mean", "mean_snr", "quantile", "last", "oracle"] = "mean"
+    quantile_p: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    ewma_alpha: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    ex_post_time_limit_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 2.0
 
 
 class VariabilityCfg(Section):

@@ -32,9 +32,11 @@ from functools import partial
 import numpy as np
 import simpy
 
+from sfsim import estimators
 from sfsim.costs import Op, Processor
 from sfsim.costs import footprint as fp
-from sfsim.engine import SERVER, Proc, Sim
+from sfsim.engine import SERVER, Proc, Sim, Trace
+from sfsim.estimators import Estimator
 from sfsim.schedulers import Instance, Job, get_scheduler, makespan
 from sfsim.schemes import cuts as cut_policy
 from sfsim.schemes.base import Scheme, register_scheme
@@ -104,28 +106,18 @@ def _split_costs(world: World, dev: DeviceSpec, cut: int) -> SplitCosts:
     )
 
 
-def round_instance(world: World, costs: dict[str, SplitCosts]) -> Instance:
-    """The round as a scheduler sees it: estimated release, server times, lags and tails."""
-    jobs = []
-    k = world.local_iterations
-    for d in world.devices:
-        c = costs[d.id]
-        up = d.uplink.expected_rate_bps()
-        down = d.downlink.expected_rate_bps()
-        up_s = d.uplink.latency_s + 8 * c.up_bytes / up
-        down_s = d.downlink.latency_s + 8 * c.down_bytes / down
-        adapter_s = d.uplink.latency_s + 8 * c.adapter_bytes / up
-        lag = down_s + c.dev_bwd_s + c.dev_fwd_s + up_s
-        jobs.append(
-            Job(
-                id=d.id,
-                release_s=c.dev_fwd_s + up_s,
-                server_s=(c.srv_fwd_s + c.srv_bwd_s,) * k,
-                lag_s=(lag,) * (k - 1),
-                tail_s=down_s + c.dev_bwd_s + adapter_s,
-            )
-        )
-    return Instance(tuple(jobs))
+def round_instance(
+    world: World, costs: dict[str, SplitCosts], estimator: Estimator | None = None,
+    trace: Trace | None = None,
+) -> Instance:
+    """The round as a scheduler sees it: estimated release, server times, lags and tails.
+
+    The estimates come from ``estimator`` (`sfsim.estimators`), by default the one the scenario's
+    ``scheduler.estimator`` names; ``trace`` feeds estimators that learn from earlier rounds.
+    """
+    if estimator is None:
+        estimator = estimators.from_config(world.scenario.scheduler)
+    return estimator.instance(world, costs, trace)
 
 
 def server_side_weight_bytes(world: World, n_blocks: int) -> float:
@@ -206,9 +198,14 @@ class SplitScheme(Scheme):
         raise NotImplementedError
 
     # ---- one round ----------------------------------------------------------------------------
+    #: What the scheduler is told (`sfsim.estimators`); built from the scenario when unset.
+    estimator: Estimator | None = None
+
     def estimate(self, sim: Sim) -> Instance:
-        """The round as the scheduler sees it (estimated times, no fading or slowdowns)."""
-        return round_instance(sim.world, self.costs)
+        """The round as the scheduler sees it, under the scenario's ``scheduler.estimator``."""
+        if self.estimator is None:
+            self.estimator = estimators.from_config(sim.world.scenario.scheduler)
+        return round_instance(sim.world, self.costs, self.estimator, sim.trace)
 
     def round(self, sim: Sim, r: int) -> Proc:
         submit, server = self.start_server(sim, r)
