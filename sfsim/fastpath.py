@@ -29,7 +29,7 @@ from sfsim.links import FixedLink, ShannonLink
 from sfsim.schedulers import Scheduler, makespan
 from sfsim.schemes.base import Scheme
 from sfsim.schemes.split import MemSFL, SplitScheme
-from sfsim.server import ServerQueue
+from sfsim.server import ServerQueue, resolved_dispatch
 
 #: SplitScheme methods whose default behaviour the closed form reproduces.
 _SAME_AS_SPLIT = (
@@ -54,6 +54,9 @@ def why_not(sim: Sim, scheme: Scheme, scheduler: Scheduler) -> str | None:
             return f"scheme {scheme.name!r} changes {name}()"
     if scheduler.online:
         return f"scheduler {scheduler.name!r} dispatches online"
+    mode = resolved_dispatch(sim.world.scenario, scheduler)
+    if mode != "strict":
+        return f"dispatch {mode!r} decides at run time (only a strictly replayed plan is closed)"
     world = sim.world
     if getattr(world, "population", None) is not None:
         return "a population samples each round's participants"

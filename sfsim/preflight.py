@@ -34,6 +34,7 @@ from sfsim.scenario import Scenario
 from sfsim.schedulers import Instance, Job, Scheduler
 from sfsim.schedulers.registry import scheduler_from_scenario
 from sfsim.schemes import Scheme, scheme_class
+from sfsim.server import check_dispatch, resolved_dispatch
 from sfsim.world import DeviceSpec, World, build_world
 
 GB = 1e9
@@ -50,9 +51,9 @@ class Preflight:
     notes: list[str] = field(default_factory=list)
 
 
-def _probe_scheduler(sched: Scheduler, k: int) -> None:
-    """Ask an offline scheduler for a plan on a tiny instance with K tasks per job."""
-    if sched.online:
+def _probe_scheduler(sched: Scheduler, k: int, dispatch: str = "strict") -> None:
+    """Ask a scheduler that plans (any dispatch but online) for a plan on a tiny instance."""
+    if dispatch == "online":
         return
     k = min(k, 3)
     jobs = tuple(
@@ -66,6 +67,12 @@ def _probe_scheduler(sched: Scheduler, k: int) -> None:
             sched.plan(Instance(jobs), np.random.default_rng(0))
         except InputError as exc:
             raise InputError(exc.problem, key=exc.key or "scheduler") from None
+        except NotImplementedError:
+            raise InputError(
+                f"scheduler {sched.name!r} cannot plan (its order() is not implemented), so it "
+                f"cannot run with dispatch {dispatch!r}; use dispatch 'online'",
+                key="scheduler.dispatch",
+            ) from None
 
 
 def _exact_peak(scheme: Scheme, world: World, dev: DeviceSpec) -> float | None:
@@ -122,8 +129,10 @@ def preflight(s: Scenario, *, dry_round: bool = True) -> Preflight:
             f"{cls.name} fixes its own order ({cls.fixed_scheduler}); scheduler "
             f"{s.scheduler.name!r} would not be used"
         )
+    dispatch = resolved_dispatch(s, scheduler)  # scheduler.dispatch: a clear error if unsupported
+    check_dispatch(dispatch, scheduler)
     if cls.uses_scheduler:
-        _probe_scheduler(scheduler, world.local_iterations)
+        _probe_scheduler(scheduler, world.local_iterations, dispatch)
     scheme = cls(scheduler)
     sim = Sim(world)
     if world.population is not None:  # a population: set up round 0's participants

@@ -22,6 +22,7 @@ from sfsim.schedulers import get_scheduler
 from sfsim.schemes import scheme_class
 from sfsim.schemes.population import RoundDriver
 from sfsim.schemes.split import SplitScheme
+from sfsim.server import check_dispatch, resolved_dispatch, rolling_summary
 from sfsim.world import World, build_world, resolved_devices
 
 GB = 1e9
@@ -91,6 +92,8 @@ def simulate(
     sched_name = cls.fixed_scheduler or s.scheduler.name
     sched_params = {} if cls.fixed_scheduler else s.scheduler.params
     scheduler = get_scheduler(sched_name, **sched_params)
+    dispatch = resolved_dispatch(s, scheduler)
+    check_dispatch(dispatch, scheduler)
     scheme = cls(scheduler)
     if isinstance(scheme, SplitScheme):  # what the scheduler is told (sfsim/estimators.py)
         scheme.estimator = _estimator(s, fast)
@@ -101,7 +104,8 @@ def simulate(
     if fast:
         reason = fastpath.why_not(sim, scheme, scheduler)
         if reason is None:
-            return _closed_form_result(s, sim, scheme, sched_name, sched_params, t0, timings)
+            return _closed_form_result(s, sim, scheme, sched_name, sched_params, t0, timings,
+                                       dispatch)
         if fast is True:
             raise ValueError(f"no closed form for this run: {reason}")
     bounds: list[tuple[float, float]] = []
@@ -128,6 +132,7 @@ def simulate(
         "scheme": cls.name,
         "scheduler": sched_name,
         "scheduler_params": sched_params,
+        "dispatch": dispatch,
         "seed": s.seed,
         "rounds": world.rounds,
         "local_iterations": world.local_iterations,
@@ -152,8 +157,11 @@ def simulate(
         summary["population"] = sim.notes["population"]
         summary["participants"] = sim.notes["participants"]
     scheme_notes = {
-        k: v for k, v in sim.notes.items() if k not in ("plans", "population", "participants")
+        k: v for k, v in sim.notes.items()
+        if k not in ("plans", "population", "participants", "rolling")
     }
+    if "rolling" in sim.notes:  # dispatch: rolling, re-solves per round
+        summary["rolling"] = rolling_summary(sim.notes["rolling"], s)
     if scheme_notes:  # what a scheme decided in setup (chosen cuts, backbones)
         summary["scheme_notes"] = scheme_notes
     plans = sim.notes.get("plans", [])
@@ -197,6 +205,7 @@ def _closed_form_result(
     sched_params: dict[str, Any],
     t0: float,
     timings: dict[str, float] | None,
+    dispatch: str = "strict",
 ) -> RunResult:
     """`simulate` without the event loop: round times from `sfsim.fastpath` (no spans)."""
     import pandas as pd
@@ -211,6 +220,7 @@ def _closed_form_result(
         "scheme": scheme.name,
         "scheduler": sched_name,
         "scheduler_params": sched_params,
+        "dispatch": dispatch,
         "seed": s.seed,
         "rounds": world.rounds,
         "local_iterations": world.local_iterations,

@@ -302,9 +302,26 @@ class TrainingCfg(Section):
     fedmobillm: FedMobiLLMCfg = Field(default_factory=FedMobiLLMCfg)
 
 
+class RollingCfg(Section):
+    """``scheduler.dispatch: rolling``: re-solve the round's remaining tasks at each dispatch.
+
+    ``budget_s`` caps each re-solve: it is passed as ``time_limit_s`` to a scheduler that takes
+    one (carlier, milp, local_search). With ``charge_solve_time`` the server spends a
+    deterministic ``solve_cost_s`` per re-solve (the budget when left out) before it serves.
+    """
+
+    budget_s: Annotated[float, Field(gt=0.0, le=3600.0)] = 1.0
+    charge_solve_time: bool = False
+    solve_cost_s: Annotated[float, Field(ge=0.0, le=3600.0)] | None = None
+
+
 class SchedulerCfg(Section):
     name: Annotated[str, Field(min_length=1, max_length=64)] = "fifo"
     params: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    # How the server uses the scheduler (sfsim/server.py): "auto" is "online" for a scheduler
+    # that dispatches online and "strict" otherwise; see docs/schedulers.md, "Dispatch modes".
+    dispatch: Literal["auto", "strict", "priority", "online", "rolling"] = "auto"
+    rolling: RollingCfg = Field(default_factory=RollingCfg)
     # What the scheduler is told about each task (sfsim/estimators.py; docs/schedulers.md,
     # "Estimates and realisations"), and the time limit of each round's ex-post optimum.
     estimator: Literal["mean", "mean_snr", "quantile", "last", "oracle"] = "mean"
