@@ -47,13 +47,14 @@ def brute_force(options) -> float:
     return best
 
 
-def random_options(rng: np.random.Generator, n_dev: int, k: int, max_cuts: int):
+def random_options(rng: np.random.Generator, n_dev: int, k: int, max_cuts: int,
+                   min_cuts: int = 1):
     """Random jobs per device and cut, with the split trade-off: a larger cut is a later release
     and a longer tail but less server time."""
     out = {}
     for u in range(n_dev):
         per = {}
-        n_cuts = int(rng.integers(1, max_cuts + 1))
+        n_cuts = int(rng.integers(min_cuts, max_cuts + 1))
         base_r, base_p, base_q = rng.uniform(0, 3, 3)
         for c in range(1, n_cuts + 1):
             dev = float(rng.uniform(0.2, 1.5))
@@ -249,3 +250,16 @@ def test_joint_under_a_fixed_order_optimises_that_order():
         for inst in [jt.instance_of(opts, dict(zip(ids, vec, strict=True)))]
     )
     assert notes["estimated_round_s"] == pytest.approx(want, rel=1e-9)
+
+
+def test_limits_are_never_reported_as_proofs():
+    opts = random_options(np.random.default_rng(2), 4, k=2, max_cuts=3, min_cuts=2)
+    start = {u: max(per) for u, per in opts.items()}
+    res = jt.joint_cuts(opts, [start], exact_max_devices_chains=2)  # 4 choosing devices > 2
+    assert res.method == "local_search" and res.optimal is False
+    cut_short = jt.branch_and_bound(opts, start, max_solves=0)
+    if cut_short.makespan_s > brute_force(opts) + 1e-9:  # it stopped before the optimum...
+        assert cut_short.optimal is False  # ...and says so
+    single = random_options(np.random.default_rng(4), 4, k=1, max_cuts=4, min_cuts=2)
+    tiny = jt.branch_and_bound(single, {u: min(p) for u, p in single.items()}, max_nodes=1)
+    assert tiny.optimal is False or tiny.makespan_s == pytest.approx(brute_force(single))

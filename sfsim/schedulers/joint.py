@@ -104,6 +104,7 @@ class _Evaluator:
         self.time_limit_s = exact_time_limit_s
         self.carlier_nodes = carlier_nodes
         self.evaluated = 0
+        self.solves = 0  # exact order solves (Carlier or MILP) actually run
 
     def quick(self, inst: Instance) -> tuple[list[str], float]:
         self.evaluated += 1
@@ -129,6 +130,7 @@ class _Evaluator:
             return order, value, True  # cannot beat the incumbent whatever the order
         solver = (Carlier(time_limit_s=None, max_nodes=self.carlier_nodes) if inst.is_single
                   else Milp(time_limit_s=self.time_limit_s))
+        self.solves += 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # milp's fallback warns
             plan = solver.plan(inst, np.random.default_rng(0))
@@ -146,6 +148,7 @@ def branch_and_bound(
     *,
     rule: str | None = None,
     max_nodes: int = 20_000,
+    max_solves: int | None = None,
     exact_time_limit_s: float = 10.0,
     carlier_nodes: int = 100_000,
 ) -> JointResult:
@@ -170,6 +173,9 @@ def branch_and_bound(
     def visit(depth: int, assign: dict[str, int]) -> None:
         nonlocal nodes, complete, proven_leaves
         if depth == len(ids):
+            if max_solves is not None and ev.solves >= max_solves:
+                complete = False
+                return
             order, value, proven = ev.exact(instance_of(options, assign), best[2])
             if value < best[2]:
                 best[:] = [dict(assign), order, value]
@@ -237,19 +243,25 @@ def joint_cuts(
     *,
     rule: str | None = None,
     exact_max_devices: int = 8,
+    exact_max_devices_chains: int = 3,
     max_nodes: int = 20_000,
+    max_chain_solves: int = 60,
     max_evals: int = 2_000,
 ) -> JointResult:
-    """Exact branch and bound when at most ``exact_max_devices`` devices have a choice, else
-    local search; ``starts`` (at least one cut vector) seed the incumbent. If the branch and
-    bound stops at ``max_nodes`` without a proof, a local search from its answer follows."""
+    """Exact branch and bound when at most ``exact_max_devices`` devices have a choice (K = 1;
+    ``exact_max_devices_chains`` and at most ``max_chain_solves`` MILP solves for K > 1, whose
+    leaves cost a MILP each), else local search; ``starts`` (at least one cut vector) seed the
+    incumbent. If the branch and bound stops at a limit without a proof, a local search from
+    its answer follows and the answer is not claimed optimal."""
     if not starts:
         raise ValueError("joint_cuts needs at least one starting cut vector")
     ev = _Evaluator(rule, 10.0, 0)
     start = min(starts, key=lambda s: ev.quick(instance_of(options, s))[1])
     choosing = sum(1 for per in options.values() if len(per) > 1)
-    if choosing <= exact_max_devices:
-        res = branch_and_bound(options, start, rule=rule, max_nodes=max_nodes)
+    chains = any(j.k > 1 for per in options.values() for j in per.values())
+    if choosing <= (exact_max_devices_chains if chains and rule is None else exact_max_devices):
+        res = branch_and_bound(options, start, rule=rule, max_nodes=max_nodes,
+                               max_solves=max_chain_solves if chains else None)
         if res.optimal:
             return res
         more = local_search(options, res.cuts, rule=rule, max_evals=max_evals)
