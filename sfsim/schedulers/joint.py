@@ -21,14 +21,14 @@ K > 1 (``milp.py``), skipped when Schrage's order already meets the leaf's lower
 answer is *proven optimal* when the tree was searched to the end within ``max_nodes`` and every
 leaf that could still beat the incumbent was solved to proven optimality.
 
-**Large fleets: local search over cut vectors.** From the best starting vector (the caller's
-other cut policies), move one device's cut one admissible step down or up, evaluate the vector
-by the makespan of Schrage's order on it (ties broken by the sum of the jobs' completion times,
-so that moves off the critical path still count), accept the first strict improvement of that
-pair, sweep until no move improves or ``max_evals`` vectors were evaluated; finally the order of
-the chosen vector is improved with Carlier (K = 1, node-limited) or kept from Schrage (K > 1).
-Deterministic: no randomness anywhere, devices are visited in the caller's order, ties keep the
-earlier.
+**Large fleets: local search over cut vectors.** From each starting vector (the caller's other
+cut policies, best first; the best answer wins), move one device's cut one admissible step down
+or up, evaluate the vector by the makespan of Schrage's order on it (ties broken by the sum of
+the jobs' completion times, so that moves off the critical path still count), accept the first
+strict improvement of that pair, sweep until no move improves or ``max_evals`` vectors were
+evaluated; finally the order of the chosen vector is improved with Carlier (K = 1,
+node-limited) or kept from Schrage (K > 1). Deterministic: no randomness anywhere, devices are
+visited in the caller's order, ties keep the earlier.
 
 **A fixed rule.** When the scheme fixes its order (``rule``, e.g. ``fifo`` for ``sfl_v2``) the
 objective is the makespan of *that* rule's order on each vector; the bounds stay valid (no order
@@ -264,10 +264,31 @@ def joint_cuts(
                                max_solves=max_chain_solves if chains else None)
         if res.optimal:
             return res
-        more = local_search(options, res.cuts, rule=rule, max_evals=max_evals)
+        more = _multi_start(options, [res.cuts, *starts], rule, max_evals)
         if more.makespan_s < res.makespan_s:
             return JointResult(more.cuts, more.order, more.makespan_s, False,
                                "branch_and_bound+local_search",
                                res.evaluated + more.evaluated, res.lower_bound_s)
         return res
-    return local_search(options, start, rule=rule, max_evals=max_evals)
+    return _multi_start(options, [start, *starts], rule, max_evals)
+
+
+def _multi_start(options: Options, starts: Sequence[Mapping[str, int]], rule: str | None,
+                 max_evals: int) -> JointResult:
+    """A local search from each distinct start (in order); the best answer, earlier on ties.
+
+    The starts lie in different basins (max_fit: everything on the devices; balanced and
+    min_time: light devices): on the paper-000 fleet the best basin differs between fleets."""
+    best: JointResult | None = None
+    seen: list[dict[str, int]] = []
+    evaluated = 0
+    for s in starts:
+        if dict(s) in seen:
+            continue
+        seen.append(dict(s))
+        res = local_search(options, s, rule=rule, max_evals=max_evals)
+        evaluated += res.evaluated
+        if best is None or res.makespan_s < best.makespan_s:
+            best = res
+    assert best is not None
+    return JointResult(best.cuts, best.order, best.makespan_s, False, best.method, evaluated)
