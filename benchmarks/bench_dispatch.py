@@ -7,7 +7,8 @@ Run from the repository root::
 
 Each combination ``scheduler:mode`` (``--combos``) runs the scenario once per seed with
 ``scheduler.dispatch`` set to the mode; it prints the mean makespan with a Student-t 95%
-confidence interval, the server utilisation, the re-solves per run (rolling) and the wall time
+confidence interval, the paired difference to ``--baseline`` (same seeds; mean and
+95% CI), the server utilisation, the re-solves per run (rolling) and the wall time
 per run. The ex-post optimum of each round is switched off (``ex_post_time_limit_s: 0``, where
 the scenario has that key): it does not change the makespan and would dominate the wall time.
 """
@@ -40,13 +41,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
     ap.add_argument("--rounds", type=int, default=1, help="rounds per run (default 1)")
     ap.add_argument("--combos", default=DEFAULT_COMBOS, help="scheduler:mode,... to compare")
+    ap.add_argument("--baseline", default="carlier:strict",
+                    help="combination the paired differences are taken against")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     base = load_scenario(args.scenario)
-    print("| scheduler | dispatch | makespan (s), mean ± 95% CI | server util. | re-solves/run "
-          "| wall/run (s) |")
-    print("|---|---|---|---|---|---|")
-    for combo in args.combos.split(","):
+    print("| scheduler | dispatch | makespan (s), mean ± 95% CI | vs baseline, paired (s) "
+          "| server util. | re-solves/run | wall/run (s) |")
+    print("|---|---|---|---|---|---|---|")
+    combos = args.combos.split(",")
+    if args.baseline in combos:  # run the baseline first
+        combos.remove(args.baseline)
+    combos.insert(0, args.baseline)
+    base_vals: list[float] = []
+    for combo in combos:
         name, mode = combo.split(":")
         vals, walls, solves, utils = [], [], [], []
         for seed in range(args.seeds):
@@ -61,13 +69,23 @@ def main() -> None:
             vals.append(res.summary["makespan_s"])
             utils.append(res.summary.get("server_utilisation", float("nan")))
             solves.append(res.summary.get("rolling", {}).get("re_solves", 0))
-        mean = statistics.mean(vals)
-        half = 0.0
-        if len(vals) > 1:
-            sem = statistics.stdev(vals) / len(vals) ** 0.5
-            half = float(stats.t.ppf(0.975, len(vals) - 1)) * sem
-        print(f"| {name} | {mode} | {mean:.4f} ± {half:.4f} | {statistics.mean(utils):.3f} "
-              f"| {statistics.mean(solves):.0f} | {statistics.mean(walls):.2f} |", flush=True)
+        if not base_vals:
+            base_vals = vals
+        diffs = [v - b for v, b in zip(vals, base_vals, strict=True)]
+        mean, half = _mean_ci(vals)
+        dmean, dhalf = _mean_ci(diffs)
+        print(f"| {name} | {mode} | {mean:.4f} ± {half:.4f} | {dmean:+.4f} ± {dhalf:.4f} "
+              f"| {statistics.mean(utils):.3f} | {statistics.mean(solves):.0f} "
+              f"| {statistics.mean(walls):.2f} |", flush=True)
+
+
+def _mean_ci(vals: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its Student-t 95% confidence interval."""
+    mean = statistics.mean(vals)
+    if len(vals) < 2:
+        return mean, 0.0
+    sem = statistics.stdev(vals) / len(vals) ** 0.5
+    return mean, float(stats.t.ppf(0.975, len(vals) - 1)) * sem
 
 
 if __name__ == "__main__":
