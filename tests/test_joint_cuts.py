@@ -263,3 +263,15 @@ def test_limits_are_never_reported_as_proofs():
     single = random_options(np.random.default_rng(4), 4, k=1, max_cuts=4, min_cuts=2)
     tiny = jt.branch_and_bound(single, {u: min(p) for u, p in single.items()}, max_nodes=1)
     assert tiny.optimal is False or tiny.makespan_s == pytest.approx(brute_force(single))
+
+
+def test_joint_cuts_reach_the_closed_form_fast_path_unchanged():
+    from sfsim.run import simulate
+
+    d = hetero("joint", 2)
+    d["scheduler"] = {"name": "schrage"}
+    slow = simulate(resolve(parse_scenario(d)), fast=False)
+    fast = simulate(resolve(parse_scenario(d)), fast=True)
+    assert fast.summary["engine_path"] == "closed_form"
+    assert fast.summary["scheme_notes"]["cuts"] == slow.summary["scheme_notes"]["cuts"]
+    assert fast.summary["makespan_s"] == pytest.approx(slow.summary["makespan_s"], rel=1e-9)
