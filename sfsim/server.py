@@ -199,7 +199,7 @@ class ServerQueue:
         if mode is None:
             mode = resolved_dispatch(scenario, scheduler)
         check_dispatch(mode, scheduler)
-        q_plan: list[str] | None = None
+        q_plan: list[str] | None = None if mode == "online" else []  # no jobs: an empty plan
         rolling: Rolling | None = None
         if mode != "online" and instance.jobs:
             try:

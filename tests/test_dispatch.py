@@ -296,3 +296,21 @@ def test_fixed_order_schemes_ignore_dispatch(tiny: dict[str, Any]) -> None:
     d["training"]["scheme"] = "sfl_v2"
     assert _run(d).summary["dispatch"] == "online"
 
+
+
+
+@pytest.mark.parametrize("mode", ["strict", "priority", "online", "rolling"])
+def test_a_round_without_tasks_needs_no_plan(tiny: dict[str, Any], mode: str) -> None:
+    """An empty round (no jobs) builds a queue in every mode and serves nothing."""
+    from sfsim.engine import Sim
+    from sfsim.server import Rolling, ServerQueue
+    from sfsim.world import build_world
+
+    sim = Sim(build_world(Scenario.model_validate(tiny)))
+    sched = get_scheduler("schrage", online=True)
+    q = ServerQueue.for_round(sim, 0, sched, np.random.default_rng(0), Instance(()), mode=mode)
+    assert q.expected == 0 and q.waiting == [] and q.mode == mode
+    assert isinstance(q.rolling, Rolling) == (mode == "rolling")
+    sim.env.process(q.run())
+    sim.env.run()
+    assert q.served == []
