@@ -126,7 +126,6 @@ class Estimator:
     _seen: int = 0  # trace spans already read
     _round: int = 0  # the round being planned (one more than the last one in the trace)
     _ewma: dict[tuple[str, str], float] = field(default_factory=dict)
-    _memo: dict[tuple[Any, ...], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.name not in ESTIMATORS:
@@ -148,13 +147,9 @@ class Estimator:
             return 0.0
         if kind == "mean_snr":
             return float(link.latency_s) + 8.0 * nbytes / float(link.expected_rate_bps())
-        key = (id(link), nbytes, kind)
-        if key not in self._memo:
-            if kind == "quantile":
-                self._memo[key] = transfer_quantile_s(link, nbytes, self.quantile_p)
-            else:
-                self._memo[key] = expected_transfer_s(link, nbytes)
-        return self._memo[key]
+        if kind == "quantile":  # both cached in sfsim.links by (mean SNR, size)
+            return transfer_quantile_s(link, nbytes, self.quantile_p)
+        return expected_transfer_s(link, nbytes)
 
     def prior(self, world: World, d: DeviceSpec, c: SplitBytes) -> dict[str, float]:
         """Each phase's estimate for device d before anything is observed."""

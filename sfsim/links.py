@@ -272,7 +272,7 @@ def _inverse_capacity_tail(snr: float, z: float) -> float:
     return _expect_over_x(lambda x: math.log(2.0) / np.log1p(snr * x), x0)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1 << 16)
 def _renewal_mean(snr: float, y: float) -> float:
     """E[tau(y)] in coherence blocks (see the comment block above)."""
     mu = ergodic_rate_bps(1.0, snr)  # E[G] per unit bandwidth-time
@@ -336,7 +336,7 @@ def _capacity_moments(snr: float) -> tuple[float, float]:
     return mu, max(float(second) - mu * mu, 0.0)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1 << 16)
 def _renewal_quantile(snr: float, y: float, p: float) -> float:
     """The p-quantile of tau(y) in coherence blocks.
 

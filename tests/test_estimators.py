@@ -198,3 +198,18 @@ def test_shipped_fixed_link_scenario_keeps_its_result():
     a, b = simulate(s), simulate(legacy)
     assert a.summary["makespan_s"] == b.summary["makespan_s"]
     assert [p["order"] for p in a.summary["plans"]] == [p["order"] for p in b.summary["plans"]]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("estimator", "median", "scheduler.estimator"),
+    ("quantile_p", 1.0, "scheduler.quantile_p"),
+    ("ewma_alpha", 0.0, "scheduler.ewma_alpha"),
+    ("ex_post_time_limit_s", -1.0, "scheduler.ex_post_time_limit_s"),
+])
+def test_bad_estimator_settings_are_input_errors(key, value, message):
+    from sfsim.errors import InputError
+
+    d = copy.deepcopy(TINY)
+    d["scheduler"] = {"name": "carlier", key: value}
+    with pytest.raises(InputError, match=message):
+        parse_scenario(d)
