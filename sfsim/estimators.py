@@ -262,11 +262,12 @@ class ExPost:
 def ex_post_optimum(
     instance: Instance, time_limit_s: float, candidates: Sequence[Sequence[str]] = ()
 ) -> ExPost:
-    """Best order on realised times: carlier for K = 1, milp otherwise, within ``time_limit_s``.
+    """Best order on realised times: carlier for K = 1; local search then milp for chains.
 
-    ``candidates`` (e.g. the order that ran) are evaluated too, so the result is never worse
-    than them; with ``time_limit_s`` 0, or when the solver refuses or runs out of time, the best
-    of the candidates and local search with the best lower bound is reported instead.
+    Each solver gets ``time_limit_s``; the search stops as soon as the best makespan is proven
+    (a solver's proof, or the best lower bound met). ``candidates`` (e.g. the order that ran)
+    are evaluated first, so the result is never worse than them; with ``time_limit_s`` 0 only
+    they and the lower bound are used.
     """
     import numpy as np
 
@@ -285,25 +286,26 @@ def ex_post_optimum(
             value = makespan(instance, list(order))
             if value < best:
                 best = value
-    if time_limit_s > 0:
-        # carlier for K = 1; milp for chains it accepts (max_tasks); local search otherwise
-        name = "carlier" if instance.is_single else "milp"
-        if name == "milp" and instance.n_tasks > MILP_MAX_TASKS:
-            name = "local_search"
-        params: dict[str, Any] = {"time_limit_s": time_limit_s}
+
+    def met() -> bool:
+        return proven or best <= min(bound, best) * (1.0 + REL_TOL)
+
+    # cheapest first, stopping at a proof: carlier for K = 1; for chains local search, then
+    # milp (chains of at most MILP_MAX_TASKS tasks) only if local search did not meet the bound
+    methods = ["carlier"] if instance.is_single else ["local_search", "milp"]
+    for name in methods if time_limit_s > 0 else []:
+        if met() or (name == "milp" and instance.n_tasks > MILP_MAX_TASKS):
+            break
         with warnings.catch_warnings():  # milp's fallback warning: the method is reported
             warnings.simplefilter("ignore", RuntimeWarning)
             try:
-                res = solve(name, instance, np.random.default_rng(0), **params)
-            except Exception:  # a refusal or a solver failure: local search instead
-                res = None
-            if res is None or (name == "milp" and not res.optimal):
-                alt = solve("local_search", instance, np.random.default_rng(0), **params)
-                if res is None or alt.makespan_s < res.makespan_s:
-                    res, name = alt, "local_search"
+                res = solve(name, instance, np.random.default_rng(0), time_limit_s=time_limit_s)
+            except Exception:  # a refusal or a solver failure: the next method, or the best so far
+                continue
         bound = max(bound, res.lower_bound_s)
-        if res.makespan_s <= best:
-            best, method, proven = res.makespan_s, name, res.optimal
+        if res.makespan_s < best or (res.optimal and res.makespan_s <= best):
+            best, method = res.makespan_s, name
+            proven = proven or res.optimal
     bound = min(bound, best)
     optimal = proven or best <= bound * (1.0 + REL_TOL)
     return ExPost(best, bound, bool(optimal), method)
