@@ -115,7 +115,8 @@ def export_round(s: Scenario, round: int) -> tuple[Instance, Instance, dict[str,
     info: dict[str, Any] = {"round": round, "scheduler": result.summary.get("scheduler")}
     for p in result.summary.get("plans", []):
         if p.get("round") == round:
-            info.update({k: v for k, v in p.items() if k != "round" and k != "order"})
+            info.update({k: v for k, v in p.items()  # figures only, not the orders
+                         if k != "round" and not isinstance(v, list | dict)})
     return estimated, realised, info
 
 
