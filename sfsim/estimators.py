@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from sfsim.world import DeviceSpec, World
 
 ESTIMATORS = ("mean", "mean_snr", "quantile", "last", "oracle")
-MILP_MAX_TASKS = 120  # the ex-post optimum asks milp only for chains of at most this many tasks
+MILP_MAX_TASKS = 60  # ex post, milp only for chains of at most this many tasks (model build + CBC
+# start-up alone take seconds on 120 tasks, whatever the time limit)
 
 #: The phases a split round's instance is made of, in the order of one iteration.
 PHASES = (
