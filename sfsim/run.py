@@ -17,7 +17,7 @@ from sfsim import __version__, estimators, fastpath
 from sfsim.engine import SERVER, Proc, Sim
 from sfsim.errors import InfeasibleError
 from sfsim.results import RunResult, memory_frame, peak_bytes, summarize, trace_frame
-from sfsim.scenario import Scenario, dump_scenario
+from sfsim.scenario import Scenario
 from sfsim.schedulers import get_scheduler
 from sfsim.schemes import scheme_class
 from sfsim.schemes.population import RoundDriver
@@ -181,7 +181,7 @@ def simulate(
             event_loop_s=t_collect - t_loop,
             collect_s=time.perf_counter() - t_collect,
         )
-    return RunResult(summary, trace, memory, dump_scenario(s))
+    return RunResult(summary, trace, memory, s)
 
 
 def _estimator(s: Scenario, fast: bool | Literal["auto"]) -> estimators.Estimator:
@@ -265,4 +265,4 @@ def _closed_form_result(
             collect_s=time.perf_counter() - t_collect,
         )
     empty = pd.DataFrame()
-    return RunResult(summary, empty, empty, dump_scenario(s))
+    return RunResult(summary, empty, empty, s)
