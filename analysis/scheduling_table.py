@@ -26,7 +26,7 @@ Usage::
 
 Prints markdown. The joint cut + order rows are slow (10-25 s a run: a local search over 200
 devices' cuts), so they use ``--joint-seeds`` seeds (default 10) and stay out of the figure.
-Runtime: 634 s with ``--jobs 2`` on the 2-core development machine shared with other work
+Runtime: 344-634 s with ``--jobs 2`` on the 2-core development machine shared with other work
 (load ~4.5); about half of it the joint rows. ``--joint-seeds 3`` roughly halves it.
 """
 
