@@ -330,7 +330,6 @@ def judge_plans(
     ``regret_s`` = realised − ex_post_s (≥ 0: the order that ran is one of the candidates; when
     the optimum is not proven the true regret lies in [``regret_s``, ``regret_upper_s``]).
     """
-    from sfsim.schedulers import makespan
 
     done = realised_durations(trace)
     ends: dict[int, float] = {}
@@ -350,17 +349,7 @@ def judge_plans(
         devices = list(dict.fromkeys(order))
         if not devices:
             continue
-        inst = realised_instance(durations, devices, k)
-        replayed = makespan(inst, order)
-        best = ex_post_optimum(inst, time_limit_s, [order])
-        p["realised_order"] = order
-        p["replayed_makespan_s"] = replayed
-        p["ex_post_s"] = best.makespan_s
-        p["ex_post_lower_bound_s"] = best.lower_bound_s
-        p["ex_post_optimal"] = best.optimal
-        p["ex_post_method"] = best.method
-        p["regret_s"] = _regret(realised, best.makespan_s)
-        p["regret_upper_s"] = realised - best.lower_bound_s
+        _judge(p, realised_instance(durations, devices, k), order, realised, time_limit_s)
 
 
 def judge_closed_form(
@@ -368,23 +357,38 @@ def judge_closed_form(
 ) -> None:
     """`judge_plans` for a closed-form run: nothing is random, the realised instance is the
     estimated one and each plan ran as planned."""
-    from sfsim.schedulers import makespan
 
     for p in plans:
         order = list(p.get("order", []))
         p["estimator"] = estimator
         if not order:
             continue
-        replayed = makespan(instance, order)
-        best = ex_post_optimum(instance, time_limit_s, [order])
-        p["realised_order"] = order
-        p["replayed_makespan_s"] = replayed
-        p["ex_post_s"] = best.makespan_s
-        p["ex_post_lower_bound_s"] = best.lower_bound_s
-        p["ex_post_optimal"] = best.optimal
-        p["ex_post_method"] = best.method
-        p["regret_s"] = _regret(float(p.get("realised_makespan_s", replayed)), best.makespan_s)
-        p["regret_upper_s"] = float(p.get("realised_makespan_s", replayed)) - best.lower_bound_s
+        realised = p.get("realised_makespan_s")
+        _judge(p, instance, order, None if realised is None else float(realised), time_limit_s)
+
+
+def _judge(
+    p: dict[str, Any],
+    inst: Instance,
+    order: list[str],
+    realised: float | None,
+    time_limit_s: float,
+) -> None:
+    """Add to plan ``p`` the order that ran replayed on ``inst`` (the realised times), the
+    ex-post optimum on them and the regret (``realised`` None: the replayed makespan)."""
+    from sfsim.schedulers import makespan
+
+    replayed = makespan(inst, order)
+    realised = replayed if realised is None else realised
+    best = ex_post_optimum(inst, time_limit_s, [order])
+    p["realised_order"] = order
+    p["replayed_makespan_s"] = replayed
+    p["ex_post_s"] = best.makespan_s
+    p["ex_post_lower_bound_s"] = best.lower_bound_s
+    p["ex_post_optimal"] = best.optimal
+    p["ex_post_method"] = best.method
+    p["regret_s"] = _regret(realised, best.makespan_s)
+    p["regret_upper_s"] = realised - best.lower_bound_s
 
 
 def _regret(realised: float, best: float) -> float:

@@ -127,20 +127,7 @@ def simulate(
     memory = memory_frame(sim.memory)
     if check_memory:
         _check_memory(world, peak_bytes(memory), cls.name)
-    header: dict[str, Any] = {
-        "scenario": s.name,
-        "scheme": cls.name,
-        "scheduler": sched_name,
-        "scheduler_params": sched_params,
-        "dispatch": dispatch,
-        "seed": s.seed,
-        "rounds": world.rounds,
-        "local_iterations": world.local_iterations,
-        "n_devices": len(world.devices),
-        "model": s.model.arch,
-        "cost_model": world.costs.name,
-        "version": __version__,
-    }
+    header = _header(s, world, cls.name, sched_name, sched_params, dispatch)
     devices = {
         d.id: {
             "processor": d.processor.name,
@@ -184,6 +171,31 @@ def simulate(
     return RunResult(summary, trace, memory, s)
 
 
+def _header(
+    s: Scenario,
+    world: World,
+    scheme: str,
+    sched_name: str,
+    sched_params: dict[str, Any],
+    dispatch: str,
+) -> dict[str, Any]:
+    """What ran: the summary's first keys, the same for the event loop and the closed form."""
+    return {
+        "scenario": s.name,
+        "scheme": scheme,
+        "scheduler": sched_name,
+        "scheduler_params": sched_params,
+        "dispatch": dispatch,
+        "seed": s.seed,
+        "rounds": world.rounds,
+        "local_iterations": world.local_iterations,
+        "n_devices": len(world.devices),
+        "model": s.model.arch,
+        "cost_model": world.costs.name,
+        "version": __version__,
+    }
+
+
 def _estimator(s: Scenario, fast: bool | Literal["auto"]) -> estimators.Estimator:
     """The scenario's estimator; ``oracle`` first runs its pilot (the same run, ``mean``)."""
     est = estimators.from_config(s.scheduler)
@@ -216,18 +228,7 @@ def _closed_form_result(
     t_collect = time.perf_counter()
     makespan = bounds[-1][1] if bounds else 0.0
     summary: dict[str, Any] = {
-        "scenario": s.name,
-        "scheme": scheme.name,
-        "scheduler": sched_name,
-        "scheduler_params": sched_params,
-        "dispatch": dispatch,
-        "seed": s.seed,
-        "rounds": world.rounds,
-        "local_iterations": world.local_iterations,
-        "n_devices": len(world.devices),
-        "model": s.model.arch,
-        "cost_model": world.costs.name,
-        "version": __version__,
+        **_header(s, world, scheme.name, sched_name, sched_params, dispatch),
         "status": "ok",
         "error": None,
         "engine_path": "closed_form",
