@@ -128,14 +128,20 @@ def _draw(value: float | Range | list[Any] | None, rng: np.random.Generator) -> 
     return value
 
 
-def _fleet_devices(f: FleetCfg, rng: np.random.Generator, taken: set[str]) -> list[DeviceCfg]:
-    """Draw the generated fleet: processor classes by largest remainder, then shuffled."""
+def _mix_counts(f: FleetCfg) -> tuple[list[str], np.ndarray]:
+    """Devices per processor class: ``count`` split by the mix weights, by largest remainder."""
     names = list(f.mix)
     weights = np.array([f.mix[n] for n in names], dtype=float)
     exact = weights / weights.sum() * f.count
     counts = np.floor(exact).astype(int)
     for i in np.argsort(-(exact - counts), kind="stable")[: f.count - counts.sum()]:
         counts[i] += 1
+    return names, counts
+
+
+def _fleet_devices(f: FleetCfg, rng: np.random.Generator, taken: set[str]) -> list[DeviceCfg]:
+    """Draw the generated fleet: processor classes by largest remainder, then shuffled."""
+    names, counts = _mix_counts(f)
     classes = [n for n, c in zip(names, counts, strict=True) for _ in range(c)]
     rng.shuffle(classes)
     out = []
@@ -241,12 +247,7 @@ class Population:
         f = s.fleet
         assert f is not None
         rng = np.random.default_rng(seeds.fleet)
-        names = list(f.mix)
-        weights = np.array([f.mix[n] for n in names], dtype=float)
-        exact = weights / weights.sum() * f.count
-        counts = np.floor(exact).astype(int)
-        for i in np.argsort(-(exact - counts), kind="stable")[: f.count - counts.sum()]:
-            counts[i] += 1
+        names, counts = _mix_counts(f)
         proc = rng.permutation(np.repeat(np.arange(len(names)), counts))
         n = f.count
         samples = np.rint(_column(f.samples, n, rng)).astype(np.int64)
