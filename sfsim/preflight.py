@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sfsim.engine import SERVER, Sim
-from sfsim.errors import InfeasibleError, InputError
+from sfsim.errors import InputError
 from sfsim.scenario import Scenario
 from sfsim.schedulers import Instance, Job, Scheduler
 from sfsim.schedulers.registry import scheduler_from_scenario
@@ -89,25 +89,16 @@ def _exact_peak(scheme: Scheme, world: World, dev: DeviceSpec) -> float | None:
 
 
 def _check_setup_memory(sim: Sim, scheme: Scheme, name: str) -> None:
+    """Set-up allocations plus each device's exact peak (where known) against its memory."""
+    from sfsim.run import check_memory_fit
+
     world = sim.world
-    problems = []
-    for d in world.devices:
-        need = max(sim.memory.level(d.id), _exact_peak(scheme, world, d) or 0.0)
-        if need > d.memory_bytes:
-            problems.append(
-                f"device {d.id!r} ({d.processor.name}, cut {d.cut}) needs {need / GB:.2f} GB "
-                f"at peak but has {d.memory_bytes / GB:.2f} GB"
-            )
-    need = sim.memory.level(SERVER)
-    if need > world.server.memory_bytes:
-        problems.append(
-            f"the server ({world.server.processor.name}) needs {need / GB:.2f} GB at set-up "
-            f"but has {world.server.memory_bytes / GB:.2f} GB"
-        )
-    if problems:
-        raise InfeasibleError(
-            f"scheme {name!r} does not fit in memory: " + "; ".join(problems), key="devices"
-        )
+    peaks = {
+        d.id: max(sim.memory.level(d.id), _exact_peak(scheme, world, d) or 0.0)
+        for d in world.devices
+    }
+    peaks[SERVER] = sim.memory.level(SERVER)
+    check_memory_fit(world, peaks, name, server_when="at set-up")
 
 
 def preflight(s: Scenario, *, dry_round: bool = True) -> Preflight:

@@ -47,7 +47,10 @@ def resolve(
     return Scenario.model_validate(s.model_dump())
 
 
-def _check_memory(world: World, peaks: dict[str, float], scheme: str) -> None:
+def check_memory_fit(
+    world: World, peaks: dict[str, float], scheme: str, *, server_when: str = "at peak"
+) -> None:
+    """InfeasibleError naming every device (and the server) whose peak exceeds its memory."""
     problems = []
     for d in world.devices:
         need = peaks.get(d.id, 0.0)
@@ -59,8 +62,8 @@ def _check_memory(world: World, peaks: dict[str, float], scheme: str) -> None:
     need = peaks.get(SERVER, 0.0)
     if need > world.server.memory_bytes:
         problems.append(
-            f"the server ({world.server.processor.name}) needs {need / GB:.2f} GB at peak but "
-            f"has {world.server.memory_bytes / GB:.2f} GB"
+            f"the server ({world.server.processor.name}) needs {need / GB:.2f} GB "
+            f"{server_when} but has {world.server.memory_bytes / GB:.2f} GB"
         )
     if problems:
         raise InfeasibleError(
@@ -126,17 +129,9 @@ def simulate(
     trace = trace_frame(sim.trace)
     memory = memory_frame(sim.memory)
     if check_memory:
-        _check_memory(world, peak_bytes(memory), cls.name)
+        check_memory_fit(world, peak_bytes(memory), cls.name)
     header = _header(s, world, cls.name, sched_name, sched_params, dispatch)
-    devices = {
-        d.id: {
-            "processor": d.processor.name,
-            "cut": d.cut,
-            "batch": d.batch,
-            "memory_bytes": d.memory_bytes,
-        }
-        for d in world.devices
-    }
+    devices = _device_info(world)
     summary = summarize(trace, memory, bounds, header, devices)
     summary["engine_path"] = "event"
     summary["server_memory_bytes"] = world.server.memory_bytes
@@ -169,6 +164,19 @@ def simulate(
             collect_s=time.perf_counter() - t_collect,
         )
     return RunResult(summary, trace, memory, s)
+
+
+def _device_info(world: World) -> dict[str, dict[str, Any]]:
+    """What the summary says of each device before its measured figures."""
+    return {
+        d.id: {
+            "processor": d.processor.name,
+            "cut": d.cut,
+            "batch": d.batch,
+            "memory_bytes": d.memory_bytes,
+        }
+        for d in world.devices
+    }
 
 
 def _header(
@@ -236,15 +244,7 @@ def _closed_form_result(
         "round_s": [e - b for b, e in bounds],
         "round_bounds_s": [list(b) for b in bounds],
         "server_memory_bytes": world.server.memory_bytes,
-        "devices": {
-            d.id: {
-                "processor": d.processor.name,
-                "cut": d.cut,
-                "batch": d.batch,
-                "memory_bytes": d.memory_bytes,
-            }
-            for d in world.devices
-        },
+        "devices": _device_info(world),
         "closed_form_note": (
             "round times evaluated in closed form from the scheduling instance (no event loop); "
             "no trace or memory timeline, so peaks, busy times and bytes are not reported"
