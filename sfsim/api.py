@@ -235,6 +235,11 @@ class Run:
         return self.result.memory
 
     @property
+    def events(self) -> pd.DataFrame:
+        """Training events: aggregations, drops, server updates (`sfsim.engine.EventLog`)."""
+        return self.result.events
+
+    @property
     def scenario_yaml(self) -> str:
         return self.result.scenario_yaml
 
@@ -390,7 +395,8 @@ def load_run(folder: str | os.PathLike[str]) -> Run:
 
     ok = summary.get("status", "ok") == "ok"
     has_trace = (p / "trace.parquet").is_file() or not ok
-    result = RunResult(summary, frame("trace.parquet"), frame("memory.parquet"), scenario_yaml)
+    result = RunResult(summary, frame("trace.parquet"), frame("memory.parquet"), scenario_yaml,
+                       frame("events.parquet") if (p / "events.parquet").is_file() else None)
     return Run(result, folder=p, has_trace=has_trace)
 
 

@@ -78,6 +78,7 @@ TRACE_COLUMNS = (
     "flops",
 )
 MEMORY_COLUMNS = ("seq", "time_s", "owner", "kind", "delta_bytes", "label")
+EVENT_COLUMNS = ("time_s", "round", "iteration", "device", "kind", "value", "detail")
 
 
 class Trace:
@@ -208,6 +209,49 @@ class MemoryLedger:
         return [MemEvent(*row) for row in zip(*self.columns().values(), strict=True)]
 
 
+class EventLog:
+    """What happened to the training, beside the spans: one row per event, stored as columns.
+
+    The trace says where time went; the event log says what was learned from what, for the
+    learner (`sfsim.learning`) and for the accounting of samples. Kinds and their ``value``:
+
+    * ``aggregate``: device ``device``'s update entered round ``round``'s aggregation, with
+      weight ``value`` (its samples); one row per aggregated device, at the aggregation's end.
+    * ``drop``: device ``device`` dropped out; ``value`` samples lost, ``detail`` the reason.
+    * ``update``: the server applied an update from ``device``'s batch ``iteration`` at
+      ``time_s``; ``value`` its staleness in seconds (asynchronous schemes).
+
+    Schemes may log other kinds; readers ignore kinds they do not know.
+    """
+
+    __slots__ = EVENT_COLUMNS
+
+    def __init__(self) -> None:
+        self.time_s: list[float] = []
+        self.round: list[int] = []
+        self.iteration: list[int] = []
+        self.device: list[str] = []
+        self.kind: list[str] = []
+        self.value: list[float] = []
+        self.detail: list[str] = []
+
+    def record(self, time_s: float, kind: str, *, round: int, device: str = "",
+               iteration: int = -1, value: float = 0.0, detail: str = "") -> None:
+        self.time_s.append(time_s)
+        self.round.append(round)
+        self.iteration.append(iteration)
+        self.device.append(device)
+        self.kind.append(kind)
+        self.value.append(float(value))
+        self.detail.append(detail)
+
+    def __len__(self) -> int:
+        return len(self.time_s)
+
+    def columns(self) -> dict[str, list[Any]]:
+        return {name: getattr(self, name) for name in EVENT_COLUMNS}
+
+
 class _Lock:
     """A capacity-1 resource that grants requests in SimPy ``Resource`` order, more cheaply.
 
@@ -257,6 +301,7 @@ class Sim:
         self.world = world
         self.trace = Trace()
         self.memory = MemoryLedger()
+        self.events = EventLog()
         self._slow_rng: np.random.Generator = np.random.default_rng(world.seeds.variability)
         self.scheduler_rng: np.random.Generator = np.random.default_rng(world.seeds.scheduler)
         # Each device computes one thing at a time and each link carries one transfer at a time.
@@ -344,6 +389,12 @@ class Sim:
     ) -> None:
         """Record a span of waiting (e.g. in the server queue) that ends now."""
         self.trace.record(round, iteration, device, phase, resource, start_s, self.now)
+
+    def log(self, kind: str, *, round: int, device: str = "", iteration: int = -1,
+            value: float = 0.0, detail: str = "") -> None:
+        """Record a training event (see `EventLog`) at the current time."""
+        self.events.record(self.now, kind, round=round, device=device, iteration=iteration,
+                           value=value, detail=detail)
 
     def alloc(self, owner: str, kind: str, nbytes: float, label: str = "") -> None:
         self.memory._record(float(self.env.now), owner, kind, nbytes, label)

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from sfsim import __version__
+from sfsim.engine import EVENT_COLUMNS, SERVER, EventLog, MemEvent, MemoryLedger, Span, Trace
 from sfsim.engine import MEMORY_COLUMNS as _MEMORY_FIELDS
-from sfsim.engine import SERVER, MemEvent, MemoryLedger, Span, Trace
 
 if TYPE_CHECKING:
     from sfsim.scenario import Scenario
@@ -45,6 +45,7 @@ _TRACE_DTYPES = {
     "flops": "float64",
 }
 _MEMORY_DTYPES = {"seq": "int64", "time_s": "float64", "delta_bytes": "float64"}
+_EVENT_DTYPES = {"time_s": "float64", "round": "int64", "iteration": "int64", "value": "float64"}
 
 
 def _frame(columns: dict[str, list[Any]], dtypes: dict[str, str]) -> pd.DataFrame:
@@ -74,6 +75,15 @@ def memory_frame(events: MemoryLedger | list[MemEvent]) -> pd.DataFrame:
     df = _frame(cols, _MEMORY_DTYPES)
     df["level_bytes"] = df.groupby("owner")["delta_bytes"].cumsum()
     return df
+
+
+def events_frame(log: EventLog) -> pd.DataFrame:
+    """One row per training event (`sfsim.engine.EventLog`), in the order they were logged."""
+    return _frame(log.columns(), _EVENT_DTYPES)
+
+
+def empty_events() -> pd.DataFrame:
+    return _frame({c: [] for c in EVENT_COLUMNS}, _EVENT_DTYPES)
 
 
 def peak_bytes(memory: pd.DataFrame) -> dict[str, float]:
@@ -163,7 +173,7 @@ class RunResult:
     fleet the dump costs as much as the whole event loop.
     """
 
-    __slots__ = ("_scenario", "_scenario_yaml", "memory", "summary", "trace")
+    __slots__ = ("_scenario", "_scenario_yaml", "events", "memory", "summary", "trace")
 
     def __init__(
         self,
@@ -171,10 +181,13 @@ class RunResult:
         trace: pd.DataFrame,
         memory: pd.DataFrame,
         scenario: str | Scenario,
+        events: pd.DataFrame | None = None,
     ) -> None:
         self.summary = summary
         self.trace = trace
         self.memory = memory
+        #: training events (`sfsim.engine.EventLog`): aggregations, drops, server updates
+        self.events = events if events is not None else empty_events()
         self._scenario = None if isinstance(scenario, str) else scenario
         self._scenario_yaml = scenario if isinstance(scenario, str) else None
 
@@ -191,7 +204,7 @@ class RunResult:
         """The same result with another trace table (the scenario is not dumped for it)."""
         source = self._scenario_yaml if self._scenario_yaml is not None else self._scenario
         assert source is not None
-        return RunResult(self.summary, trace, self.memory, source)
+        return RunResult(self.summary, trace, self.memory, source, self.events)
 
     def __repr__(self) -> str:
         return (f"RunResult(status={self.summary.get('status')!r}, spans={len(self.trace)}, "
@@ -534,6 +547,8 @@ def _fill(tmp: Path, result: RunResult, writers: list[Any] | None) -> None:
     if not result.trace.empty or result.summary.get("status") == "ok":
         result.trace.to_parquet(tmp / "trace.parquet", index=False)
         result.memory.to_parquet(tmp / "memory.parquet", index=False)
+    if not result.events.empty:
+        result.events.to_parquet(tmp / "events.parquet", index=False)
     for w in writers or []:
         w(tmp, result)
     _write_json(tmp / "summary.json", result.summary)

@@ -16,7 +16,14 @@ from typing import Any, Literal
 from sfsim import __version__, estimators, fastpath
 from sfsim.engine import SERVER, Proc, Sim
 from sfsim.errors import InfeasibleError
-from sfsim.results import RunResult, memory_frame, peak_bytes, summarize, trace_frame
+from sfsim.results import (
+    RunResult,
+    events_frame,
+    memory_frame,
+    peak_bytes,
+    summarize,
+    trace_frame,
+)
 from sfsim.scenario import Scenario
 from sfsim.schedulers import get_scheduler
 from sfsim.schemes import scheme_class
@@ -163,7 +170,7 @@ def simulate(
             event_loop_s=t_collect - t_loop,
             collect_s=time.perf_counter() - t_collect,
         )
-    return RunResult(summary, trace, memory, s)
+    return RunResult(summary, trace, memory, s, events_frame(sim.events))
 
 
 def _device_info(world: World) -> dict[str, dict[str, Any]]:

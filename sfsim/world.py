@@ -111,6 +111,10 @@ class World:
     def local_iterations(self) -> int:
         return self.scenario.training.local_iterations
 
+    def iterations(self, dev: DeviceSpec) -> int:
+        """Local iterations device ``dev`` runs per round (the scenario's, for every device)."""
+        return self.scenario.training.local_iterations
+
     def workload(self, batch: int) -> Workload:
         m = self.scenario.model
         return Workload(self.arch, batch, m.seq_len, m.dtype, m.lora.rank, tuple(m.lora.targets))

@@ -127,6 +127,8 @@ class FedLoRA(Scheme):
         yield from sim.compute(SERVER, "aggregate", seconds, round=r, flops=flops,
                                resource="server", vary=False)
         sim.free(SERVER, "adapters", uploaded, "uploaded adapters averaged")
+        for d in sim.world.devices:
+            sim.log("aggregate", round=r, device=d.id, value=d.samples)
         yield sim.all_of([
             sim.send(d.id, "downlink", "adapter_download", self.costs[d.id].adapter_bytes,
                      round=r)

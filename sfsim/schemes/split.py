@@ -297,6 +297,8 @@ class SplitScheme(Scheme):
         yield from sim.compute(
             SERVER, "aggregate", seconds, round=r, flops=flops, resource="server", vary=False
         )
+        for d in sim.world.devices:
+            sim.log("aggregate", round=r, device=d.id, value=d.samples)
         yield sim.all_of(
             [
                 sim.send(
