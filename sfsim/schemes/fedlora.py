@@ -105,7 +105,7 @@ class FedLoRA(Scheme):
 
     def local_round(self, sim: Sim, r: int, d: DeviceSpec) -> Proc:
         c = self.costs[d.id]
-        for k in range(sim.world.local_iterations):
+        for k in range(sim.world.iterations(d)):
             sim.alloc(d.id, "activations", c.saved_bytes, "saved activations")
             yield from sim.compute(d.id, "device_fwd", c.fwd_s, round=r, iteration=k,
                                    flops=c.fwd_flops)

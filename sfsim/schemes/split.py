@@ -235,7 +235,7 @@ class SplitScheme(Scheme):
         cut = self.cut(d)
         st = fp.adapter_state(w)
         acts = fp.stack_saved_activation_bytes(w, cut, input_grad=False)
-        k_total = sim.world.local_iterations
+        k_total = sim.world.iterations(d)
         for k in range(k_total):
             sim.alloc(d.id, "activations", acts, "saved activations")
             yield from sim.compute(d.id, "device_fwd", c.dev_fwd_s, round=r, iteration=k,
