@@ -39,11 +39,16 @@ class Seeds:
     channel: np.random.SeedSequence
     scheduler: np.random.SeedSequence
     variability: np.random.SeedSequence
+    #: Streams added later are spawned after the first four, which therefore draw what they
+    #: always did: faults (dropouts, outages), data (sample counts, persistent slowdowns, traces
+    #: drawn at random) and learning (the proxy model's data and initial weights).
+    faults: np.random.SeedSequence
+    data: np.random.SeedSequence
+    learning: np.random.SeedSequence
 
     @classmethod
     def from_seed(cls, seed: int) -> Seeds:
-        fleet, channel, scheduler, variability = np.random.SeedSequence(seed).spawn(4)
-        return cls(fleet, channel, scheduler, variability)
+        return cls(*np.random.SeedSequence(seed).spawn(7))
 
     @classmethod
     def for_scenario(cls, s: Scenario) -> Seeds:
