@@ -117,8 +117,10 @@ def load_scenario(source: Any, *, overrides: Overrides = None) -> Scenario:
     elif isinstance(source, str | os.PathLike):
         if not sets:
             return load_file(Path(source))
+        from sfsim.scenario import anchor_paths
+
         file = str(source)
-        data = _read_data(Path(source))
+        data = anchor_paths(_read_data(Path(source)), Path(source).parent)
     else:
         raise InputError(
             f"expected a scenario file path, a dict or a Scenario, not {type(source).__name__}"

@@ -364,6 +364,7 @@ def _register_subcommands() -> None:
         "sfsim.compare",
         "sfsim.sweep",
         "sfsim.instance_cli",
+        "sfsim.traces_cli",
     ):
         try:
             mod = importlib.import_module(mod_name)

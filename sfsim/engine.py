@@ -304,6 +304,8 @@ class Sim:
         self.events = EventLog()
         self._slow_rng: np.random.Generator = np.random.default_rng(world.seeds.variability)
         self.scheduler_rng: np.random.Generator = np.random.default_rng(world.seeds.scheduler)
+        # compute-speed traces (sfsim.traces): looked up per compute only when a scenario has one
+        self._speed_traced = world.scenario.traces.compute is not None
         # Each device computes one thing at a time and each link carries one transfer at a time.
         self._busy: dict[tuple[str, str], _Lock] = {}
         self.notes: dict[str, Any] = {}
@@ -348,6 +350,10 @@ class Sim:
         yield lock.acquire()
         start = float(env.now)
         duration = seconds * (self.slowdown() if vary else 1.0)
+        if self._speed_traced:  # integrate the nominal work over the device's speed trace
+            profile = self.world.speed_profile(owner)
+            if profile is not None:
+                duration = profile.duration_s(duration, start)
         yield env.timeout(duration)
         self.trace.record(
             round, iteration, device or owner, phase, resource, start, float(env.now), 0.0, flops

@@ -64,6 +64,8 @@ def why_not(sim: Sim, scheme: Scheme, scheduler: Scheduler) -> str | None:
     if v.compute != "none" and v.sigma != 0:
         return "compute variability draws a slowdown per phase"
     for d in world.devices:
+        if getattr(d, "speed_profile", None) is not None:
+            return f"device {d.id!r} follows a compute-speed trace"
         for link in (d.uplink, d.downlink):
             if isinstance(link, ShannonLink) and link.fading:
                 return "Rayleigh fading changes link rates over time"

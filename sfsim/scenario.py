@@ -358,6 +358,43 @@ class LimitsCfg(Section):
     max_device_iterations: Annotated[int, Field(ge=1, le=10**12)] = 1_000_000
 
 
+TracePath = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class TracesCfg(Section):
+    """Per-device traces as plain files (sfsim/traces.py, docs/traces.md); all off by default.
+
+    A relative path in a scenario file is relative to that file's folder (`anchor_paths`);
+    given any other way (``--set``, a dict), to the current folder. Paths are kept absolute.
+    """
+
+    compute: TracePath | None = None  # device, time_s, speed
+    links: TracePath | None = None  # device, time_s, uplink_mbps, downlink_mbps
+    availability: TracePath | None = None  # device, start_s, end_s
+    repeat: bool = False  # loop each device's trace with its period_s (else the last value holds)
+
+    @field_validator("compute", "links", "availability")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        _printable(v, what="a trace path", max_len=4096)
+        return str(Path(v).expanduser().absolute())
+
+
+def anchor_paths(data: Any, folder: Path) -> Any:
+    """Raw scenario data with relative ``traces`` paths made relative to ``folder``."""
+    traces = data.get("traces") if isinstance(data, dict) else None
+    if not isinstance(traces, dict):
+        return data
+    fixed = dict(traces)
+    for key in ("compute", "links", "availability"):
+        v = fixed.get(key)
+        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+            fixed[key] = str(folder.absolute() / v)
+    return {**data, "traces": fixed}
+
+
 class Scenario(Section):
     name: str = "scenario"
     description: Annotated[str, Field(max_length=10_000)] = ""
@@ -374,6 +411,7 @@ class Scenario(Section):
     scheduler: SchedulerCfg = Field(default_factory=SchedulerCfg)
     variability: VariabilityCfg = Field(default_factory=VariabilityCfg)
     limits: LimitsCfg = Field(default_factory=LimitsCfg)
+    traces: TracesCfg = Field(default_factory=TracesCfg)
 
     def processor_names(self) -> set[str]:
         return set(catalogue()) | set(self.processors)
@@ -563,7 +601,7 @@ def parse_scenario(data: Any, *, file: str | Path = "<scenario>") -> Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file (bounded and strict: see sfsim.yamlio)."""
     p = Path(path)
-    return parse_scenario(load_yaml(p, what="scenario file"), file=p)
+    return parse_scenario(anchor_paths(load_yaml(p, what="scenario file"), p.parent), file=p)
 
 
 def dump_scenario(s: Scenario) -> str:

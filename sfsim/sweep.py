@@ -240,6 +240,8 @@ def load_sweep(spec: str | Path | Mapping[str, Any], *, file: str | Path | None 
         m = _spec_model().model_validate(data)
     except ValidationError as err:
         raise _parse_error(fname, err) from None
+    from sfsim.scenario import anchor_paths
+
     if isinstance(m.base, str):
         base_path = here / m.base
         try:
@@ -249,8 +251,9 @@ def load_sweep(spec: str | Path | Mapping[str, Any], *, file: str | Path | None 
         if not isinstance(base, dict):
             raise InputError(f"the base scenario {str(base_path)!r} is not a mapping",
                              file=fname, key="base")
+        base = anchor_paths(base, base_path.parent)  # trace paths: relative to the base file
     else:
-        base = m.base
+        base = anchor_paths(m.base, here)
     if m.set:
         try:
             base = _apply(base, m.set)

@@ -76,6 +76,11 @@ class DeviceSpec:
     downlink: Link
     overhead_bytes: float
     distance_m: float | None = None
+    #: A compute-speed trace (`sfsim.traces.SpeedProfile`: ``duration_s(seconds, start_s)``);
+    #: None: nominal speed.
+    speed_profile: Any = None
+    #: Online windows from an availability trace (`sfsim.traces.Availability`); None: always on.
+    availability: Any = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,25 @@ class World:
     def iterations(self, dev: DeviceSpec) -> int:
         """Local iterations device ``dev`` runs per round (the scenario's, for every device)."""
         return self.scenario.training.local_iterations
+
+    def speed_profile(self, owner: str) -> Any:
+        """The compute-speed trace of device ``owner`` (None: nominal, or not a device)."""
+        d = self._by_id.get(owner)
+        return None if d is None else d.speed_profile
+
+    def availability(self, dev: DeviceSpec | str, horizon_s: float = 1e6
+                     ) -> list[tuple[float, float]] | None:
+        """Device ``dev``'s online windows ``[(start_s, end_s), ...]``, sorted and disjoint.
+
+        None: the device has no availability trace (always online). Outside its windows a device
+        is offline, also after the last one; with ``traces.repeat`` the windows repeat with the
+        trace's period and the list holds those that start before ``horizon_s``
+        (``self.device(id).availability`` is the `sfsim.traces.Availability` itself).
+        """
+        spec = self.device(dev) if isinstance(dev, str) else dev
+        if spec.availability is None:
+            return None
+        return list(spec.availability.windows_until(horizon_s))
 
     def workload(self, batch: int) -> Workload:
         m = self.scenario.model
@@ -424,6 +448,18 @@ def _device_spec(
     )
 
 
+def _traced(s: Scenario, devices: list[DeviceSpec]) -> list[DeviceSpec]:
+    """``devices`` with the speed, links and windows of the scenario's traces (sfsim.traces)."""
+    from sfsim.traces import load_traces
+
+    if s.fleet is not None and s.fleet.participants is not None:
+        raise InputError("traces are not supported with fleet.participants (a population) yet",
+                         key="traces")
+    traces = load_traces(s.traces, latency_s=s.channel.latency_ms / 1e3)
+    traces.check_devices(d.id for d in devices)
+    return [traces.apply(d) for d in devices]
+
+
 def build_world(s: Scenario) -> World:
     """Resolve a validated scenario into devices, links, server and cost model.
 
@@ -441,6 +477,8 @@ def build_world(s: Scenario) -> World:
         cfgs = resolved_devices(s)
         link_seeds = seeds.channel.spawn(len(cfgs))
         devices = [_device_spec(d, s, procs, ss) for d, ss in zip(cfgs, link_seeds, strict=True)]
+    if s.traces.compute or s.traces.links or s.traces.availability:
+        devices = _traced(s, devices)
     sproc = procs[s.server.processor]
     server = ServerSpec(
         processor=sproc,
