@@ -15,6 +15,14 @@ writes it as Parquet and CSV. When *every* scheme was skipped there is nothing t
 command prints the table, writes nothing and exits with status 2. ``--out`` never replaces an
 existing ``compare.parquet`` / ``compare.csv`` without ``--overwrite``; both files are written
 to temporary names and renamed into place, so a failure leaves the old ones whole.
+
+With ``learning: {enabled: true}`` in the scenario (see docs/learning.md) every run also trains
+the proxy model; the table then gains ``time_to_target_s`` (simulated seconds to the target
+accuracy, empty when not reached) and ``final_accuracy`` per run, and ``--out`` also receives
+``learning_curves.png`` (held-out accuracy against simulated time, one line per scheme) and
+``learning_curves.parquet`` (every run's learning table with its scheme and seed).
+``--seeds 1,2,3`` runs every scheme once per seed (a ``seed`` column is added); the figure then
+shows the mean over seeds and its 95% confidence interval.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ COLUMNS = [
     "server_flops", "uplink_bytes", "downlink_bytes", "link_bytes", "server_peak_bytes",
     "device_peak_max_bytes", "note",
 ]
+#: Columns added when the runs train the proxy model (``learning.enabled``).
+LEARNING_COLUMNS = ["time_to_target_s", "final_accuracy"]
 
 
 def counters(result: RunResult) -> dict[str, Any]:
@@ -60,7 +70,17 @@ def counters(result: RunResult) -> dict[str, Any]:
         "server_peak_bytes": s["server_peak_bytes"],
         "device_peak_max_bytes": max(s["device_peak_bytes"].values(), default=0.0),
         "note": "",
-    }
+    } | learning_counters(s)
+
+
+def learning_counters(summary: dict[str, Any]) -> dict[str, Any]:
+    """time_to_target_s and final_accuracy of a run that trained (else nothing)."""
+    learned = summary.get("learning")
+    if not isinstance(learned, dict):
+        return {}
+    return {"time_to_target_s": summary.get("time_to_target_s",
+                                            learned.get("time_to_target_s")),
+            "final_accuracy": learned.get("final_accuracy")}
 
 
 def run_scheme(s: Scenario, scheme: str, **overrides: Any) -> RunResult:
@@ -75,9 +95,15 @@ def compare(
     names: Sequence[str] | None = None,
     *,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    seeds: Sequence[int] | None = None,
+    curves: dict[str, list[pd.DataFrame]] | None = None,
     **overrides: Any,
 ) -> pd.DataFrame:
-    """Run ``s`` under each scheme (default: all registered) and return one row per scheme."""
+    """Run ``s`` under each scheme (default: all registered) and return one row per scheme.
+
+    ``seeds``: run every scheme once per seed (a ``seed`` column is added). ``curves``: filled
+    with each scheme's learning tables (one per seed) when the runs train the proxy model.
+    """
     import pandas as pd
 
     from sfsim.schemes import scheme_class, schemes
@@ -86,16 +112,31 @@ def compare(
     for n in names:
         scheme_class(n, key="--schemes")  # fail early, listing the known names
     rows = []
-    for n in names:
+    runs: list[tuple[str, int | None]] = [(n, sd) for n in names
+                                          for sd in (seeds if seeds else [None])]
+    for n, sd in runs:
+        extra = {"seed": sd} if sd is not None else {}
         try:
-            row = counters(run_scheme(s, n, **overrides))
+            result = run_scheme(s, n, **(overrides | extra))
+            row = counters(result)
+            frame = getattr(result, "learning", None)
+            if curves is not None and frame is not None:
+                frame = frame.assign(scheme=n, seed=result.summary.get("seed", sd))
+                frame.attrs["target_accuracy"] = (result.summary.get("learning") or {}).get(
+                    "target_accuracy")
+                curves.setdefault(n, []).append(frame)
         except InputError as exc:
             row = {c: None for c in COLUMNS} | {"scheme": n, "status": "skipped",
                                                 "note": exc.problem}
+        if seeds:
+            row = {"scheme": n, "seed": sd} | row
         rows.append(row)
         if on_row is not None:
             on_row(row)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    columns = ["scheme", "seed", *COLUMNS[1:]] if seeds else list(COLUMNS)
+    if any(c in r for r in rows for c in LEARNING_COLUMNS):
+        columns = [*columns[:-1], *LEARNING_COLUMNS, columns[-1]]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _fmt(v: Any, scale: float, digits: int) -> str:
@@ -123,6 +164,9 @@ def register(app: typer.Typer) -> None:
         schemes_: Annotated[str | None, typer.Option(
             "--schemes", help="comma-separated scheme names (default: every scheme)")] = None,
         seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
+        seeds: Annotated[str | None, typer.Option(
+            help="comma-separated seeds: every scheme runs once per seed (learning curves: "
+                 "mean and 95% CI over seeds)")] = None,
         set_: SetOption = None,
         overwrite: Annotated[bool, typer.Option(
             help="replace compare.parquet / compare.csv already in --out")] = False,
@@ -134,23 +178,32 @@ def register(app: typer.Typer) -> None:
         from sfsim.api import load_scenario as load_with_overrides
         from sfsim.overrides import parse_set
 
+        seed_list = _parse_seeds(seeds)
+        if seed_list and seed is not None:
+            raise InputError("give either --seed or --seeds, not both", key="--seeds")
         if out is not None:
             _check_out(out, overwrite)
         s = load_with_overrides(scenario, overrides=parse_set(set_ or []))
         names = [n.strip() for n in schemes_.split(",") if n.strip()] if schemes_ else None
-        df = compare(s, names, seed=seed)
+        curves: dict[str, list[pd.DataFrame]] = {}
+        df = compare(s, names, seed=seed, seeds=seed_list, curves=curves)
+        learned = "time_to_target_s" in df.columns
         table = Table(title=f"sfsim compare: {s.name}")
-        heads = ["scheme", "time s", "device TFLOP", "server TFLOP", "up MB", "down MB",
-                 "server peak GB", "device peak GB", "note"]
+        heads = ["scheme", *(["seed"] if seed_list else []), "time s", "device TFLOP",
+                 "server TFLOP", "up MB", "down MB", "server peak GB", "device peak GB",
+                 *(["to target s", "final acc"] if learned else []), "note"]
         for h in heads:
             table.add_column(h, justify="left" if h in ("scheme", "note") else "right")
         for r in df.to_dict("records"):
             note = r["note"] if r["status"] == "ok" else f"skipped: {r['note']}"
-            table.add_row(r["scheme"], _fmt(r["makespan_s"], 1, 3),
+            table.add_row(r["scheme"], *([str(r["seed"])] if seed_list else []),
+                          _fmt(r["makespan_s"], 1, 3),
                           _fmt(r["device_flops"], 1e12, 3), _fmt(r["server_flops"], 1e12, 3),
                           _fmt(r["uplink_bytes"], 1e6, 2), _fmt(r["downlink_bytes"], 1e6, 2),
                           _fmt(r["server_peak_bytes"], 1e9, 3),
-                          _fmt(r["device_peak_max_bytes"], 1e9, 3), note)
+                          _fmt(r["device_peak_max_bytes"], 1e9, 3),
+                          *([_fmt(r["time_to_target_s"], 1, 2), _fmt(r["final_accuracy"], 1, 3)]
+                            if learned else []), note)
         out_console.print(table)
         if not df.empty and (df["status"] == "skipped").all():
             raise InputError(
@@ -162,9 +215,58 @@ def register(app: typer.Typer) -> None:
             _check_out(out, overwrite)  # again: something may have appeared while running
             _write_tables(df, out)
             out_console.print(f"written: {out / 'compare.parquet'}, {out / 'compare.csv'}")
+            if curves:
+                for path in _write_curves(curves, out, title=f"{s.name}: accuracy against "
+                                          "simulated time"):
+                    out_console.print(f"written: {path}")
+
+
+def _parse_seeds(text: str | None) -> list[int] | None:
+    """``--seeds 1,2,3`` -> [1, 2, 3] (distinct whole numbers >= 0)."""
+    if not text:
+        return None
+    try:
+        seeds = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise InputError(f"expected comma-separated whole numbers, got {text!r}",
+                         key="--seeds") from None
+    if not seeds or any(x < 0 for x in seeds) or len(set(seeds)) != len(seeds):
+        raise InputError(f"expected distinct whole numbers >= 0, got {text!r}", key="--seeds")
+    return seeds
+
+
+def _write_curves(curves: dict[str, list[pd.DataFrame]], out: Path, *, title: str) -> list[Path]:
+    """learning_curves.parquet (every run's table) and learning_curves.png, renamed in place."""
+    import os
+
+    import pandas as pd
+
+    from sfsim.plotting.learning import compare_curves
+
+    frames = [f for fs in curves.values() for f in fs]
+    target = None
+    for f in frames:
+        if isinstance(f.attrs.get("target_accuracy"), int | float):
+            target = float(f.attrs["target_accuracy"])
+    fig, _ = compare_curves(curves, target=target, title=title)
+    paths = [out / name for name in CURVE_FILES]
+    tmp = [out / f".{p.name}.{os.getpid()}.tmp" for p in paths]
+    try:
+        pd.concat(frames, ignore_index=True).to_parquet(tmp[0], index=False)
+        fig.savefig(tmp[1], format="png", dpi=110)
+        for a, b in zip(tmp, paths, strict=True):
+            os.replace(a, b)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", file=str(out)) from None
+    finally:
+        for a in tmp:
+            a.unlink(missing_ok=True)
+    return paths
 
 
 OUT_FILES = ("compare.parquet", "compare.csv")
+#: Written beside the tables when the runs train the proxy model.
+CURVE_FILES = ("learning_curves.parquet", "learning_curves.png")
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -172,7 +274,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise InputError("is not a folder; --out names the folder for compare.parquet / .csv",
                          file=str(out))
-    taken = [name for name in OUT_FILES if (out / name).exists()]
+    taken = [name for name in (*OUT_FILES, *CURVE_FILES) if (out / name).exists()]
     if taken and not overwrite:
         raise InputError(
             f"already holds {', '.join(taken)}; choose another --out or pass --overwrite",

@@ -8,7 +8,10 @@ The command reads a run folder (`sfsim.plotting.rundir.load_run`) and writes, by
 * ``memory.png`` — memory in use over time, stacked by kind, for the server and up to four
   devices (``--devices a,b`` picks them);
 * ``rounds.png`` — per-round stacked bars of where the time went (critical path by default,
-  ``--breakdown busy`` for summed busy time).
+  ``--breakdown busy`` for summed busy time);
+* ``learning.png`` — held-out accuracy and training loss against simulated time, drawn by
+  default when the folder holds ``learning.parquet`` (a run with ``learning.enabled``); asking
+  for it (``--figures learning``) on a folder without that file is a user error.
 
 It never simulates. A folder that is missing, is not a run folder, or holds a failed run is a
 user error: one line ``error: ...`` on stderr and exit status 2. `sfsim.cli` finds this module
@@ -30,7 +33,7 @@ from sfsim.errors import InputError
 if TYPE_CHECKING:
     from sfsim.plotting.rundir import RunData
 
-FIGURES = ("gantt", "memory", "rounds")
+FIGURES = ("gantt", "memory", "rounds", "learning")
 
 
 class ImageFormat(StrEnum):
@@ -60,9 +63,11 @@ def plot_run(
     """Write the chosen figures of ``run`` into ``out``; returns the paths written."""
     from sfsim.plotting.breakdown import round_breakdown
     from sfsim.plotting.gantt import gantt
+    from sfsim.plotting.learning import FILE as LEARNING_FILE
     from sfsim.plotting.memory import default_owners, memory_timeline
 
-    wanted = figures or list(FIGURES)
+    wanted = figures or [f for f in FIGURES
+                         if f != "learning" or (run.folder / LEARNING_FILE).is_file()]
     unknown = [f for f in wanted if f not in FIGURES]
     if unknown:
         raise InputError(f"unknown figure(s) {', '.join(unknown)}; choose from "
@@ -84,6 +89,13 @@ def plot_run(
             owners = default_owners(known, devices)
             fig, _ = memory_timeline(run.memory, owners, end_s=run.end_s,
                                      title=f"Memory in use, stacked by kind — {name}")
+        elif fig_name == "learning":
+            from sfsim.plotting.learning import learning_curve, load_learning
+
+            target = (run.summary.get("learning") or {}).get("target_accuracy")
+            target = float(target) if isinstance(target, int | float) else None
+            fig, _ = learning_curve(load_learning(run.folder), target=target,
+                                    title=f"Accuracy and loss against simulated time — {name}")
         else:
             fig, _ = round_breakdown(run.trace, run.round_bounds, how=how)
             fig.suptitle(name, fontsize=9)
@@ -105,8 +117,9 @@ def register(app: typer.Typer) -> None:
             ImageFormat.png),
         devices: Annotated[str | None, typer.Option(
             help="devices for the memory figure, comma-separated (default: first 4)")] = None,
-        figures: Annotated[str, typer.Option(
-            help="which figures, comma-separated: gantt,memory,rounds")] = ",".join(FIGURES),
+        figures: Annotated[str | None, typer.Option(
+            help="which figures, comma-separated: gantt,memory,rounds,learning "
+                 "(default: all; learning when the run has learning.parquet)")] = None,
         breakdown: Annotated[Breakdown, typer.Option(
             help="rounds figure: critical path or summed busy time")] = Breakdown.critical,
         dpi: Annotated[int, typer.Option(min=30, max=600, help="PNG resolution")] = 110,
