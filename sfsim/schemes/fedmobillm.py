@@ -172,7 +172,6 @@ class FedMobiLLM(Scheme):
 
     def round(self, sim: Sim, r: int) -> Proc:
         mailbox = Mailbox(sim)
-        k_total = sim.world.local_iterations
         buffer = sim.world.scenario.training.pipeline.buffer_batches
         streams: dict[str, DeviceStream] = {}
 
@@ -183,9 +182,9 @@ class FedMobiLLM(Scheme):
             streams[a.device].release()  # the batch is in the cache: the device has room again
             mailbox.put(a)
 
-        runs = []
+        runs, expected = [], 0
         for d in sim.world.devices:
-            c = self.costs[d.id]
+            c, k_total = self.costs[d.id], sim.world.iterations(d)
             streams[d.id] = DeviceStream(sim, d.id, buffer, arrive)
             done = self.batches_done.get(d.id, 0)  # r × K when every device takes part
             self.batches_done[d.id] = done + k_total
@@ -194,7 +193,8 @@ class FedMobiLLM(Scheme):
                 if k not in fresh:  # already cached in an earlier epoch: train from the cache
                     mailbox.put(Arrival(d.id, r, k, sim.now))
             runs.append(streams[d.id].run(r, fresh, c.device))
-        server = sim.env.process(self.serve_round(sim, r, mailbox, k_total * len(runs)))
+            expected += k_total
+        server = sim.env.process(self.serve_round(sim, r, mailbox, expected))
         yield sim.all_of(runs)
         yield server
         if r == sim.world.rounds - 1:

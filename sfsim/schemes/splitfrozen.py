@@ -117,10 +117,9 @@ def _frozen_costs(world: World, dev: DeviceSpec, cut: int, chunk_blocks: int) ->
 
 def pipeline_estimate_s(world: World, costs: dict[str, FrozenCosts]) -> float:
     """A round-time estimate: the slower of the device pipelines and the server's total work."""
-    k = world.local_iterations
     device_bound, first, server_work = 0.0, float("inf"), 0.0
     for d in world.devices:
-        c = costs[d.id]
+        c, k = costs[d.id], world.iterations(d)
         up_s = d.uplink.latency_s + 8 * c.device.up_bytes / d.uplink.expected_rate_bps()
         step = max(c.device.fwd_s, up_s)
         device_bound = max(device_bound, c.device.fwd_s + up_s + (k - 1) * step + c.srv_s)
@@ -154,7 +153,7 @@ class SplitFrozen(Scheme):
         self.pipe = pipe
 
         def device_s(d: DeviceSpec, c: int) -> float:
-            return frozen_costs(w0, d, c, pipe.backward_chunk_blocks).device.fwd_s
+            return frozen_costs(w0, d, c, pipe.backward_chunk_blocks).device.fwd_s * d.slowdown
 
         def estimate(cuts: dict[str, int]) -> float:
             return pipeline_estimate_s(w0, {
@@ -187,13 +186,13 @@ class SplitFrozen(Scheme):
 
     def round(self, sim: Sim, r: int) -> Proc:
         mailbox = Mailbox(sim)
-        k_all = list(range(sim.world.local_iterations))
+        k_of = {d.id: list(range(sim.world.iterations(d))) for d in sim.world.devices}
         streams = {d.id: DeviceStream(sim, d.id, self.pipe.buffer_batches,
                                       partial(self._arrive, sim, mailbox))
                    for d in sim.world.devices}
         server = sim.env.process(self.serve_round(sim, r, mailbox, streams,
-                                                  len(k_all) * len(streams)))
-        yield sim.all_of([streams[d.id].run(r, k_all, self.costs[d.id].device)
+                                                  sum(map(len, k_of.values()))))
+        yield sim.all_of([streams[d.id].run(r, k_of[d.id], self.costs[d.id].device)
                           for d in sim.world.devices])
         yield server
 
