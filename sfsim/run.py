@@ -141,6 +141,7 @@ def simulate(
     devices = _device_info(world)
     summary = summarize(trace, memory, bounds, header, devices)
     summary["engine_path"] = "event"
+    _add_energy(summary, trace, world, bounds)
     summary["server_memory_bytes"] = world.server.memory_bytes
     if "population" in sim.notes:  # population size and each round's participants
         summary["population"] = sim.notes["population"]
@@ -171,6 +172,19 @@ def simulate(
             collect_s=time.perf_counter() - t_collect,
         )
     return RunResult(summary, trace, memory, s, events_frame(sim.events))
+
+
+def _add_energy(summary: dict[str, Any], trace: Any, world: World,
+                bounds: list[tuple[float, float]]) -> None:
+    """Energy figures (sfsim/energy.py): per device, the server, the total and per round."""
+    from sfsim.energy import energy_summary
+
+    per_device = summary["devices"]
+    e = energy_summary(trace, world, bounds, per_device)
+    for dev_id, fields in e.pop("devices").items():
+        if dev_id in per_device:
+            per_device[dev_id].update(fields)
+    summary.update(e)
 
 
 def _device_info(world: World) -> dict[str, dict[str, Any]]:

@@ -122,6 +122,16 @@ class CostsCfg(Section):
     model: Literal["analytic", "profiled"] = "analytic"
     # a folder written by `sfsim profile`; default: shipped data
     profile_dir: Annotated[str | None, Field(min_length=1, max_length=4096)] = None
+    # the processor the profiles were measured on (profiled model only); default: the
+    # profile's metadata (<model>.json "processor"), else cpu-ref-2core. See docs/costs.md.
+    reference: Annotated[str | None, Field(min_length=1, max_length=64)] = None
+
+    @model_validator(mode="after")
+    def _reference_needs_profiles(self) -> CostsCfg:
+        if self.reference is not None and self.model != "profiled":
+            raise _KeyError("costs.reference", "only the profiled cost model has a reference "
+                            "processor; set costs.model: profiled or leave it out")
+        return self
 
 
 class ProcessorCfg(Section):
@@ -132,6 +142,11 @@ class ProcessorCfg(Section):
     mem_bw_gbps: Annotated[float, Field(ge=1e-6, le=1e6)]
     memory_gb: MemoryGB
     efficiency: Annotated[float, Field(ge=1e-3, le=1)]
+    # watts while computing / idle (sfsim/energy.py); left out: DEFAULT_POWER_W by kind
+    # (sfsim/costs/processors.py, an assumption)
+    power_busy_w: Annotated[float, Field(ge=0.0, le=1e5)] | None = None
+    power_idle_w: Annotated[float, Field(ge=0.0, le=1e5)] | None = None
+    power_source: Annotated[str, Field(max_length=1000)] | None = None
     source: Annotated[str, Field(max_length=1000)] = "scenario-defined (assumption)"
     notes: Annotated[str, Field(max_length=10_000)] = ""
 
@@ -141,6 +156,14 @@ class ProcessorCfg(Section):
         if "fp32" not in v:
             raise ValueError("peak_tflops needs at least an fp32 entry")
         return v
+
+    @model_validator(mode="after")
+    def _idle_below_busy(self) -> ProcessorCfg:
+        if (self.power_busy_w is not None and self.power_idle_w is not None
+                and self.power_idle_w > self.power_busy_w):
+            raise ValueError(f"power_idle_w {self.power_idle_w} exceeds power_busy_w "
+                             f"{self.power_busy_w}")
+        return self
 
 
 class DeviceCfg(Section):
@@ -246,6 +269,17 @@ class PathLossCfg(Section):
     b_db: Annotated[float, Field(ge=0.0, le=100.0)] = 37.6
 
 
+class RadioCfg(Section):
+    """A device radio's power draw while transmitting / receiving (sfsim/energy.py).
+
+    Defaults: ASSUMPTION, of the order of LTE smartphone measurements (Huang et al., MobiSys
+    2012: about 1.3 W in the connected state, more when sending); see docs/costs.md.
+    """
+
+    tx_w: Annotated[float, Field(ge=0.0, le=1e3)] = 2.5
+    rx_w: Annotated[float, Field(ge=0.0, le=1e3)] = 1.5
+
+
 class ChannelCfg(Section):
     model: Literal["fixed", "shannon"] = "fixed"
     latency_ms: Annotated[float, Field(ge=0.0, le=60_000.0)] = 0.0
@@ -262,6 +296,7 @@ class ChannelCfg(Section):
     shadowing_std_db: Annotated[float, Field(ge=0.0, le=30.0)] = 0.0
     fading: Literal["rayleigh", "none"] = "rayleigh"
     coherence_ms: Annotated[float, Field(ge=1e-3, le=1e9)] = 10.0  # 1 µs .. ~11.6 days
+    radio: RadioCfg = Field(default_factory=RadioCfg)  # energy only: never changes a time
 
 
 class PipelineCfg(Section):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sfsim.costs import CostModel, ModelArch, Processor, Workload, build_cost_model, get_arch
-from sfsim.costs.processors import catalogue, processor_from_dict
+from sfsim.costs.processors import catalogue, cost_model_params, processor_from_dict
 from sfsim.errors import InputError
 from sfsim.links import FixedLink, Link, ShannonLink, dbm_to_w, path_loss_db
 from sfsim.scenario import (
@@ -485,7 +485,8 @@ def build_world(s: Scenario) -> World:
         memory_bytes=(s.server.memory_gb * GB) if s.server.memory_gb else sproc.memory_bytes,
         overhead_bytes=s.server.overhead_mb * MB,
     )
-    params = {"profile_dir": s.costs.profile_dir} if s.costs.profile_dir else {}
+    params = cost_model_params(s.costs.model, s.costs.profile_dir, s.costs.reference,
+                               s.model.arch, procs)
     costs = build_cost_model(s.costs.model, **params)
     return World(s, get_arch(s.model.arch), devices, server, costs, seeds, s.variability,
                  population)

@@ -51,7 +51,7 @@ class Workload:
 
 @dataclass(frozen=True)
 class Processor:
-    """A compute device class: peak throughput, memory bandwidth and capacity."""
+    """A compute device class: peak throughput, memory bandwidth and capacity, power."""
 
     name: str
     kind: str  # "device" or "server"
@@ -61,6 +61,11 @@ class Processor:
     efficiency: float  # achieved fraction of peak on transformer blocks (assumption unless cited)
     source: str = ""
     notes: str = field(default="", compare=False)
+    #: Watts drawn while computing and while idle (sfsim/energy.py); cited or marked an
+    #: assumption in ``power_source``.
+    power_busy_w: float = 0.0
+    power_idle_w: float = 0.0
+    power_source: str = field(default="", compare=False)
 
     def flops_per_s(self, dtype: str) -> float:
         """Effective FLOP/s at a dtype (falls back to fp32 when the dtype is not listed)."""

@@ -82,6 +82,40 @@ def shipped_profiles(processor: str) -> Traversable:
     return resources.files("sfsim.data").joinpath("profiles").joinpath(processor)
 
 
+def measured_on(profile_dir: str | Path | None, model: str) -> tuple[str | None, str]:
+    """The processor named by ``model``'s profile metadata (``<model>.json`` "processor"), and
+    that file; None when there is no such file or it names none. InputError when it is damaged.
+
+    ``profile_dir`` None: the shipped profiles (measured on ``cpu-ref-2core``).
+    """
+    folder: Path | Traversable = (
+        shipped_profiles("cpu-ref-2core") if profile_dir is None else Path(profile_dir)
+    )
+    f = folder.joinpath(f"{model}.json")
+    try:
+        if not f.is_file():
+            return None, str(f)
+    except (OSError, ValueError):
+        return None, str(f)  # an unusable folder is reported when the cost model opens it
+    meta = _read_meta(f)
+    name = meta.get("processor")
+    if name is None:
+        return None, str(f)
+    if not isinstance(name, str) or not name or len(name) > 64:
+        raise InputError(f"'processor' must be a processor name, not {name!r}", file=str(f))
+    return name, str(f)
+
+
+def _read_meta(f: Path | Traversable) -> dict[str, object]:
+    try:
+        meta = json.loads(_profile_text(f))
+    except ValueError as exc:
+        raise InputError(f"damaged JSON: {exc}", file=str(f)) from None
+    if not isinstance(meta, dict):
+        raise InputError("must hold a JSON object", file=str(f))
+    return meta
+
+
 def op_traffic_bytes(op: Op, w: Workload) -> float:
     """Bytes an op moves through memory (weights read once, activations written and read)."""
     a, t, d = w.arch, w.tokens, w.dtype_bytes
@@ -330,13 +364,7 @@ class ProfiledCostModel:
         f = self._folder.joinpath(f"{model}.json")
         if not f.is_file():
             return None
-        try:
-            meta = json.loads(_profile_text(f))
-        except ValueError as exc:
-            raise InputError(f"damaged JSON: {exc}", file=str(f)) from None
-        if not isinstance(meta, dict):
-            raise InputError("must hold a JSON object", file=str(f))
-        return meta
+        return _read_meta(f)
 
     def reference_time_s(self, op: Op, work: Workload) -> tuple[float, str]:
         """Seconds of ``op`` on the reference processor, and the dtype of the profile used."""

@@ -224,14 +224,17 @@ def _processor_row(p: Any) -> dict[str, Any]:
         "name": p.name,
         "description": (
             f"{p.kind}: {peak['fp32']:g} TFLOP/s fp32, {p.mem_bw_bytes_s / 1e9:g} GB/s, "
-            f"{p.memory_bytes / 1e9:g} GB"
+            f"{p.memory_bytes / 1e9:g} GB, {p.power_busy_w:g} W busy / {p.power_idle_w:g} W idle"
         ),
         "kind": p.kind,
         "peak_tflops": peak,
         "mem_bw_gbps": p.mem_bw_bytes_s / 1e9,
         "memory_gb": p.memory_bytes / 1e9,
         "efficiency": p.efficiency,
+        "power_busy_w": p.power_busy_w,
+        "power_idle_w": p.power_idle_w,
         "source": p.source,
+        "power_source": p.power_source,
         "notes": p.notes,
     }
 
@@ -256,14 +259,16 @@ def processors_command(
     table = Table(show_lines=True)
     table.add_column("processor", no_wrap=True)
     table.add_column("kind")
-    for col in ("TFLOP/s fp32 / fp16", "GB/s", "GB", "efficiency"):
+    for col in ("TFLOP/s fp32 / fp16 / bf16", "GB/s", "GB", "efficiency", "W busy / idle"):
         table.add_column(col, justify="right")
-    table.add_column("source", ratio=1)
+    table.add_column("source (figures; power)", ratio=1)
     for r in rows:
         pk = r["peak_tflops"]
-        table.add_row(r["name"], r["kind"], f"{pk['fp32']:g} / {pk.get('fp16', pk['fp32']):g}",
+        table.add_row(r["name"], r["kind"],
+                      " / ".join(f"{pk.get(d, pk['fp32']):g}" for d in ("fp32", "fp16", "bf16")),
                       f"{r['mem_bw_gbps']:g}", f"{r['memory_gb']:g}", f"{r['efficiency']:g}",
-                      r["source"])
+                      f"{r['power_busy_w']:g} / {r['power_idle_w']:g}",
+                      f"{r['source']}\npower: {r['power_source']}")
     Console(width=max(100, shutil.get_terminal_size((140, 24)).columns)).print(table)
 
 
