@@ -376,3 +376,30 @@ def test_fedscale_cli(tmp_path, cli):
     bad = cli("traces", "import-fedscale", "--capacity", c, "--out", tmp_path / "p",
               "--devices", "9")
     assert bad.exit_code == 2 and "only 3 clients" in bad.output
+
+
+# ---- the shipped synthetic traces ---------------------------------------------------------------
+
+TRACES = Path(__file__).resolve().parents[1] / "scenarios" / "traces"
+
+
+def test_make_traces_rewrites_the_same_files(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_traces", TRACES / "make_traces.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(tmp_path)
+    for name in ("compute.csv", "links.csv", "availability.csv"):
+        assert (tmp_path / name).read_bytes() == (TRACES / "synthetic" / name).read_bytes()
+
+
+@pytest.mark.parametrize("name", ["compute_trace.yaml", "link_trace.yaml", "all_traces.yaml"])
+def test_trace_scenarios_run_and_differ_from_nominal(name):
+    s = load_scenario(TRACES / name)
+    traced = simulate(resolve(s))
+    nominal = simulate(resolve(s.model_copy(update={"traces": type(s.traces)()})))
+    assert traced.summary["makespan_s"] != nominal.summary["makespan_s"]
+    world = build_world(s)
+    assert world.device("orin-nano").speed_profile is None  # not in any file: nominal
