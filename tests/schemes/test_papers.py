@@ -35,7 +35,7 @@ def test_paper_scenarios_validate_and_state_their_assumptions(path):
 
 def test_reproduction_table(tmp_path):
     mod = load_script()
-    mod.main(["--out", str(tmp_path)])
+    mod.main(["--out", str(tmp_path), "--learning-seeds", "0"])  # learning rows: tests/learning
     df = pd.read_csv(tmp_path / "reproduction.csv", keep_default_na=False)
     assert len(df) == len(mod.claims())
     assert set(df["paper"].astype(str).str.zfill(3)) == {"000", "001", "002"}
