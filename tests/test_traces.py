@@ -403,3 +403,21 @@ def test_trace_scenarios_run_and_differ_from_nominal(name):
     assert traced.summary["makespan_s"] != nominal.summary["makespan_s"]
     world = build_world(s)
     assert world.device("orin-nano").speed_profile is None  # not in any file: nominal
+
+
+def test_sweep_base_and_set_paths(tiny, tmp_path, write_yaml, monkeypatch):
+    from sfsim import api
+    from sfsim.sweep import load_sweep
+
+    (tmp_path / "base").mkdir()
+    tiny["traces"] = {"compute": "c.csv"}
+    base = write_yaml(tiny, "base/s.yaml")
+    sweep = write_yaml({"base": "base/s.yaml", "grid": {"seed": [1, 2]}}, "sw.yaml")
+    loaded = load_sweep(sweep)
+    assert loaded.base["traces"]["compute"] == str(tmp_path / "base" / "c.csv")
+    # --set: relative to the current folder, like any path given on the command line
+    monkeypatch.chdir(tmp_path)
+    s = api.load_scenario(base, overrides={"traces.compute": "other.csv"})
+    assert s.traces.compute == str(tmp_path / "other.csv")
+    assert api.load_scenario(base, overrides={"seed": 4}).traces.compute == str(
+        tmp_path / "base" / "c.csv")
