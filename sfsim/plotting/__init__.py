@@ -31,6 +31,9 @@ _WHERE = {
     "GanttData": "gantt",
     "gantt": "gantt",
     "gantt_bars": "gantt",
+    "compare_curves": "learning",
+    "learning_curve": "learning",
+    "load_learning": "learning",
     "default_owners": "memory",
     "memory_levels": "memory",
     "memory_timeline": "memory",
@@ -44,10 +47,13 @@ _WHERE = {
 __all__ = [
     "GanttData",
     "RunData",
+    "compare_curves",
     "critical_path",
     "default_owners",
     "gantt",
     "gantt_bars",
+    "learning_curve",
+    "load_learning",
     "load_run",
     "memory_levels",
     "memory_timeline",
@@ -61,6 +67,7 @@ __all__ = [
 if TYPE_CHECKING:
     from sfsim.plotting.breakdown import critical_path, round_breakdown, round_table
     from sfsim.plotting.gantt import GanttData, gantt, gantt_bars
+    from sfsim.plotting.learning import compare_curves, learning_curve, load_learning
     from sfsim.plotting.memory import default_owners, memory_levels, memory_timeline, peak_table
     from sfsim.plotting.rundir import RunData, load_run
     from sfsim.plotting.style import new_figure, phase_colors
