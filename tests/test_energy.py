@@ -140,3 +140,25 @@ def test_idle_above_busy_is_refused(tiny) -> None:
     with pytest.raises(InputError, match="power_idle_w"):
         parse_scenario(tiny)
 
+
+
+def test_round_breakdown_shows_energy_per_round(tiny, tmp_path) -> None:
+    from sfsim.plotting.breakdown import round_breakdown
+    from sfsim.plotting.cli import plot_run
+    from sfsim.plotting.rundir import load_run
+    from sfsim.results import write_run_folder
+
+    tiny = _powered(tiny)
+    tiny["training"]["rounds"] = 2
+    res = simulate(resolve(parse_scenario(tiny)))
+    bounds = [tuple(b) for b in res.summary["round_bounds_s"]]
+    fig, table = round_breakdown(res.trace, bounds, round_energy_j=res.summary["round_energy_j"])
+    assert len(fig.axes) == 2
+    assert table["energy_j"].tolist() == res.summary["round_energy_j"]
+    fig, table = round_breakdown(res.trace, bounds)  # without energy: as before
+    assert len(fig.axes) == 1 and "energy_j" not in table
+    fig, table = round_breakdown(res.trace, bounds, round_energy_j=["x", None])  # damaged
+    assert len(fig.axes) == 1
+    write_run_folder(tmp_path / "run", res)
+    paths = plot_run(load_run(tmp_path / "run"), tmp_path / "plots", figures=["rounds"])
+    assert [p.name for p in paths] == ["rounds.png"] and paths[0].stat().st_size > 0

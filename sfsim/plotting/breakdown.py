@@ -23,6 +23,7 @@ functions take the trace table and the round bounds, nothing else, so they work 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -120,16 +121,34 @@ def round_breakdown(
     *,
     how: str = "critical",
     title: str | None = None,
+    round_energy_j: Sequence[float] | None = None,
 ) -> tuple[Figure, pd.DataFrame]:
-    """Stacked bars per round of :func:`round_table`; returns the figure and the table."""
+    """Stacked bars per round of :func:`round_table`; returns the figure and the table.
+
+    ``round_energy_j`` (the summary's per-round energy, sfsim/energy.py), when given with one
+    figure per round, adds a panel of joules per round below and an ``energy_j`` column.
+    """
     table = round_table(trace, round_bounds, how)
     shown = [c for c in table.columns if table[c].sum() > 0]
-    fig = new_figure(max(6.0, min(0.45 * len(table) + 4.0, 18.0)), 4.5)
-    ax = fig.add_subplot()
+    energy = [float(x) for x in round_energy_j or []
+              if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)]
+    width = max(6.0, min(0.45 * len(table) + 4.0, 18.0))
+    if energy and len(energy) == len(table):
+        fig = new_figure(width, 6.0)
+        ax, ax_e = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+        ax_e.bar(np.arange(len(table)), energy, color="#8c6d31", width=0.7)
+        ax_e.set_ylabel("energy (J)")
+        ax_e.set_xlabel("round")
+        ax_e.grid(axis="y", color="#eeeeee")
+        ax_e.set_axisbelow(True)
+        table = table.assign(energy_j=energy)
+    else:
+        fig = new_figure(width, 4.5)
+        ax = fig.add_subplot()
     x = np.arange(len(table))
     bottom = np.zeros(len(table))
     for c in shown:
-        vals = table[c].to_numpy()
+        vals = table[c].to_numpy()  # energy_j is not in `shown`: it is no time category
         ax.bar(x, vals, bottom=bottom, color=CATEGORY_COLORS[c], label=c, width=0.7,
                edgecolor="white", linewidth=0.4)
         bottom += vals

@@ -97,7 +97,8 @@ def plot_run(
             fig, _ = learning_curve(load_learning(run.folder), target=target,
                                     title=f"Accuracy and loss against simulated time — {name}")
         else:
-            fig, _ = round_breakdown(run.trace, run.round_bounds, how=how)
+            fig, _ = round_breakdown(run.trace, run.round_bounds, how=how,
+                                     round_energy_j=run.summary.get("round_energy_j"))
             fig.suptitle(name, fontsize=9)
         path = out / f"{fig_name}.{fmt}"
         fig.savefig(path, format=fmt, dpi=dpi)
