@@ -302,7 +302,7 @@ def _read_csv(path: Path) -> dict[str, Sequence[Any]]:
 
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                            skipinitialspace=True, nrows=MAX_TRACE_ROWS + 1, encoding="utf-8")
+                            skipinitialspace=True, nrows=MAX_TRACE_ROWS + 1, encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"not a CSV file: not UTF-8 text ({exc.reason} at byte {exc.start})",
                          file=path) from None
@@ -346,20 +346,27 @@ def _read_parquet(path: Path) -> dict[str, Sequence[Any]]:
 def _devices(values: Sequence[Any], path: Path) -> np.ndarray:
     from sfsim.scenario import _safe_id
 
-    ids = []
-    for i, v in enumerate(values):
-        text = "" if v is None else str(v).strip()
+    ids = ["" if v is None else str(v).strip() for v in values]
+    for dev in dict.fromkeys(ids):  # each distinct id once; the first bad one by its row
         try:
-            _safe_id(text, what="a device id")
+            _safe_id(dev, what="a device id")
         except ValueError as exc:
-            raise InputError(str(exc), file=path, key=_where("device", i + 1)) from None
-        ids.append(text)
+            raise InputError(str(exc), file=path, key=_where("device", ids.index(dev) + 1)
+                             ) from None
     return np.array(ids, dtype=object)
 
 
 def _numbers(values: Sequence[Any], col: str, path: Path) -> np.ndarray:
-    out = np.empty(len(values))
     lo, hi, inclusive = _BOUNDS[col]
+    if not any(isinstance(v, bool) for v in values):
+        try:  # the whole column at once; the loop below finds the first bad row
+            arr = np.asarray(values, dtype=np.float64)
+        except (ValueError, TypeError):
+            arr = None
+        if arr is not None and bool(np.all(np.isfinite(arr))) and bool(np.all(arr <= hi)) \
+                and bool(np.all(arr >= lo if inclusive else arr > lo)):
+            return arr
+    out = np.empty(len(values))
     for i, v in enumerate(values):
         if isinstance(v, bool):
             x = math.nan
@@ -382,10 +389,12 @@ def _numbers(values: Sequence[Any], col: str, path: Path) -> np.ndarray:
 
 def _groups(devices: np.ndarray) -> dict[str, np.ndarray]:
     """Row indices of each device, in file order (devices in order of first appearance)."""
-    out: dict[str, list[int]] = {}
-    for i, d in enumerate(devices.tolist()):
-        out.setdefault(d, []).append(i)
-    return {d: np.array(rows, dtype=np.int64) for d, rows in out.items()}
+    import pandas as pd
+
+    codes, uniques = pd.factorize(devices)
+    order = np.argsort(codes, kind="stable")
+    cuts = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    return {str(d): order[cuts[i]:cuts[i + 1]] for i, d in enumerate(uniques)}
 
 
 def _period(cols: dict[str, np.ndarray], rows: np.ndarray, last: float, path: Path,

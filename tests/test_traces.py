@@ -421,3 +421,14 @@ def test_sweep_base_and_set_paths(tiny, tmp_path, write_yaml, monkeypatch):
     assert s.traces.compute == str(tmp_path / "other.csv")
     assert api.load_scenario(base, overrides={"seed": 4}).traces.compute == str(
         tmp_path / "base" / "c.csv")
+
+
+def test_bom_header_and_population_refused(tiny, tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_bytes("device,time_s,speed\nb,0,0.5\n".encode("utf-8-sig"))
+    assert load_speed(p)["b"].duration_s(1.0, 0.0) == 2.0
+    tiny["devices"] = []
+    tiny["fleet"] = {"count": 20, "mix": {"dev-fast": 1}, "participants": 2}
+    tiny["traces"] = {"compute": str(p)}
+    with pytest.raises(InputError, match=r"fleet\.participants"):
+        build_world(parse_scenario(tiny))
