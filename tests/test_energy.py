@@ -162,3 +162,19 @@ def test_round_breakdown_shows_energy_per_round(tiny, tmp_path) -> None:
     write_run_folder(tmp_path / "run", res)
     paths = plot_run(load_run(tmp_path / "run"), tmp_path / "plots", figures=["rounds"])
     assert [p.name for p in paths] == ["rounds.png"] and paths[0].stat().st_size > 0
+
+
+def test_population_counts_the_devices_that_took_part(tiny) -> None:
+    tiny = _powered(tiny)
+    tiny.pop("devices")
+    tiny["fleet"] = {"count": 50, "mix": {"dev-fast": 2, "dev-slow": 1}, "cut": [1, 2],
+                     "uplink_mbps": 50, "overhead_mb": 0, "participants": 4}
+    tiny["training"]["rounds"] = 3
+    s = simulate(resolve(parse_scenario(tiny))).summary
+    took_part = set(s["devices"])
+    assert 4 <= len(took_part) <= 12
+    assert all("energy_j" in d and d["energy_j"] > 0 for d in s["devices"].values())
+    assert s["device_energy_j"] == pytest.approx(
+        sum(d["energy_j"] for d in s["devices"].values()), rel=1e-12)
+    # per round, only the round's participants compute; idle runs over every counted device
+    assert sum(s["round_energy_j"]) == pytest.approx(s["total_energy_j"], rel=1e-9)
