@@ -344,12 +344,17 @@ class Sim:
         device: str | None = None,
         vary: bool = True,
     ) -> Proc:
-        """Hold ``owner``'s processor for ``seconds`` (times a slowdown) and record a span."""
+        """Hold ``owner``'s processor for ``seconds`` and record a span.
+
+        The time is ``seconds`` × a per-phase slowdown (``vary``: `slowdown`) × the owner's
+        persistent factor (`World.compute_factor`, applied whatever ``vary`` says).
+        """
         env = self.env
         lock = self._resource(owner, resource)
         yield lock.acquire()
         start = float(env.now)
-        duration = seconds * (self.slowdown() if vary else 1.0)
+        # the persistent factor (variability.device / server_factor; 1.0 leaves it bit-equal)
+        duration = seconds * (self.slowdown() if vary else 1.0) * self.world.compute_factor(owner)
         if self._speed_traced:  # integrate the nominal work over the device's speed trace
             profile = self.world.speed_profile(owner)
             if profile is not None:

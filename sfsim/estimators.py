@@ -86,21 +86,27 @@ class SplitBytes(Protocol):
 
 
 def instance_from(
-    devices: list[str], k: int, duration: Callable[[str, int, str], float]
+    devices: list[str], k: int | Mapping[str, int], duration: Callable[[str, int, str], float]
 ) -> Instance:
-    """The round's instance from per-phase durations ``duration(device, iteration, phase)``."""
+    """The round's instance from per-phase durations ``duration(device, iteration, phase)``.
+
+    ``k``: local iterations, the same for every device or per device (jobs of different
+    lengths, e.g. ``training.local_work: epochs``).
+    """
     from sfsim.schedulers import Instance, Job
 
     jobs = []
     for dev in devices:
+        n = k if isinstance(k, int) else k[dev]
+
         def t(it: int, phase: str, dev: str = dev) -> float:
             return float(duration(dev, it, phase))
 
-        server = [t(i, "server_fwd") + t(i, "server_bwd") for i in range(k)]
+        server = [t(i, "server_fwd") + t(i, "server_bwd") for i in range(n)]
         lag = [
             t(i, "downlink_gradients") + t(i, "device_bwd") + t(i + 1, "device_fwd")
             + t(i + 1, "uplink_activations")
-            for i in range(k - 1)
+            for i in range(n - 1)
         ]
         jobs.append(
             Job(
@@ -108,7 +114,7 @@ def instance_from(
                 release_s=t(0, "device_fwd") + t(0, "uplink_activations"),
                 server_s=tuple(server),
                 lag_s=tuple(lag),
-                tail_s=t(k - 1, "downlink_gradients") + t(k - 1, "device_bwd")
+                tail_s=t(n - 1, "downlink_gradients") + t(n - 1, "device_bwd")
                 + t(-1, ADAPTER),
             )
         )
@@ -153,16 +159,21 @@ class Estimator:
         return expected_transfer_s(link, nbytes)
 
     def prior(self, world: World, d: DeviceSpec, c: SplitBytes) -> dict[str, float]:
-        """Each phase's estimate for device d before anything is observed."""
+        """Each phase's estimate for device d before anything is observed.
+
+        Every estimator sees the persistent slowdowns (the device's ``slowdown``, the server's
+        ``server_factor``): they are fixed for the run, as known as the processor's speed.
+        """
         kind = self.name if self.name in ("mean_snr", "quantile") else "mean"
         f = self._compute_factor(world, kind)
+        fd, fs = f * d.slowdown, f * world.server.slowdown  # × 1.0: bit-equal without them
         return {
-            "device_fwd": c.dev_fwd_s * f,
+            "device_fwd": c.dev_fwd_s * fd,
             "uplink_activations": self._transfer(d.uplink, c.up_bytes, kind),
-            "server_fwd": c.srv_fwd_s * f,
-            "server_bwd": c.srv_bwd_s * f,
+            "server_fwd": c.srv_fwd_s * fs,
+            "server_bwd": c.srv_bwd_s * fs,
             "downlink_gradients": self._transfer(d.downlink, c.down_bytes, kind),
-            "device_bwd": c.dev_bwd_s * f,
+            "device_bwd": c.dev_bwd_s * fd,
             ADAPTER: self._transfer(d.uplink, c.adapter_bytes, kind),
         }
 
@@ -207,7 +218,8 @@ class Estimator:
                     return got
             return priors[dev][phase]
 
-        return instance_from([d.id for d in world.devices], world.local_iterations, duration)
+        ks = {d.id: world.iterations(d) for d in world.devices}
+        return instance_from([d.id for d in world.devices], ks, duration)
 
 
 def from_config(cfg: Any) -> Estimator:
@@ -238,9 +250,18 @@ def realised_durations(trace: pd.DataFrame) -> dict[int, dict[tuple[str, int, st
 
 
 def realised_instance(
-    durations: Mapping[tuple[str, int, str], float], devices: list[str], k: int
+    durations: Mapping[tuple[str, int, str], float], devices: list[str],
+    k: int | Mapping[str, int] | None,
 ) -> Instance:
-    """The instance a round realised: its recorded phase durations (missing phases count 0)."""
+    """The instance a round realised: its recorded phase durations (missing phases count 0).
+
+    ``k`` None: each device's iterations are read from the durations (its last iteration + 1).
+    """
+    if k is None:
+        last: dict[str, int] = {}
+        for dev, it, _ in durations:
+            last[dev] = max(last.get(dev, 0), it)
+        k = {d: last.get(d, 0) + 1 for d in devices}
     return instance_from(devices, k, lambda d, i, p: durations.get((d, i, p), 0.0))
 
 
@@ -316,12 +337,13 @@ def judge_plans(
     plans: list[dict[str, Any]],
     trace: pd.DataFrame,
     bounds: Sequence[tuple[float, float]],
-    k: int,
+    k: int | None,
     estimator: str,
     time_limit_s: float,
 ) -> None:
     """Add realised and ex-post figures to each round's plan note (in place).
 
+    ``k``: every device's local iterations (None: each device's, read from the trace).
     Per plan: ``estimator``; ``realised_makespan_s`` (the round's last adapter upload, from the
     round's start); ``realised_order`` (the order the server ran); ``replayed_makespan_s`` (that
     order evaluated on the realised instance: equal to the realised makespan whenever the DES

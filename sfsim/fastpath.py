@@ -84,6 +84,7 @@ def round_bounds(sim: Sim, scheme: SplitScheme, rounds: int) -> list[tuple[float
     total = sum(c.adapter_bytes for c in scheme.costs.values())
     averaged = total + scheme.server_adapter_bytes_to_average(sim)
     aggregate_s = 2.0 * averaged / fp.FP32 / world.server.processor.flops_per_s("fp32")
+    aggregate_s *= world.server.slowdown  # variability.server_factor (persistent, known)
     bounds: list[tuple[float, float]] = []
     start = 0.0
     for r in range(rounds):

@@ -38,7 +38,7 @@ from sfsim.server import check_dispatch, resolved_dispatch
 from sfsim.world import DeviceSpec, World, build_world
 
 GB = 1e9
-DRY_ROUND_MAX = 20_000  # device iterations in one round (local_iterations × devices)
+DRY_ROUND_MAX = 20_000  # device iterations in one round (the devices' local iterations summed)
 
 
 @dataclass
@@ -51,15 +51,20 @@ class Preflight:
     notes: list[str] = field(default_factory=list)
 
 
-def _probe_scheduler(sched: Scheduler, k: int, dispatch: str = "strict") -> None:
-    """Ask a scheduler that plans (any dispatch but online) for a plan on a tiny instance."""
+def _probe_scheduler(sched: Scheduler, k: int, dispatch: str = "strict",
+                     k_min: int | None = None) -> None:
+    """Ask a scheduler that plans (any dispatch but online) for a plan on a tiny instance.
+
+    The two probe jobs have ``k`` and ``k_min`` tasks (at most 3): devices with different
+    local iterations (``local_work: epochs``) give jobs of different lengths.
+    """
     if dispatch == "online":
         return
-    k = min(k, 3)
+    lengths = (min(k, 3), min(k if k_min is None else k_min, 3))
     jobs = tuple(
-        Job(id=f"probe{i}", release_s=float(i), server_s=(1.0,) * k, lag_s=(0.5,) * (k - 1),
+        Job(id=f"probe{i}", release_s=float(i), server_s=(1.0,) * n, lag_s=(0.5,) * (n - 1),
             tail_s=1.0)
-        for i in range(2)
+        for i, n in enumerate(lengths)
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -123,14 +128,16 @@ def preflight(s: Scenario, *, dry_round: bool = True) -> Preflight:
     dispatch = resolved_dispatch(s, scheduler)  # scheduler.dispatch: a clear error if unsupported
     check_dispatch(dispatch, scheduler)
     if cls.uses_scheduler:
-        _probe_scheduler(scheduler, world.local_iterations, dispatch)
+        devs = world.devices if world.population is None else world.population.round_devices(0)
+        ks = [world.iterations(d) for d in devs] or [world.local_iterations]
+        _probe_scheduler(scheduler, max(ks), dispatch, min(ks))
     scheme = cls(scheduler)
     sim = Sim(world)
     if world.population is not None:  # a population: set up round 0's participants
         sim.world = world.with_devices(world.population.round_devices(0))
     scheme.setup(sim)
     _check_setup_memory(sim, scheme, cls.name)
-    per_round = world.local_iterations * len(sim.world.devices)
+    per_round = sum(world.iterations(d) for d in sim.world.devices)
     if dry_round and per_round <= DRY_ROUND_MAX:
         from sfsim.run import simulate
 

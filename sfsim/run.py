@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from sfsim import __version__, estimators, fastpath
+from sfsim import __version__, estimators, fastpath, fleetdata
 from sfsim.engine import SERVER, Proc, Sim
 from sfsim.errors import InfeasibleError
 from sfsim.results import (
@@ -51,6 +51,8 @@ def resolve(
     )
     if s.fleet is not None and s.fleet.participants is None:  # a population stays a generator
         s = s.model_copy(update={"devices": resolved_devices(s), "fleet": None})
+    elif s.fleet is None and s.variability.device.model != "none":  # write the drawn slowdowns
+        s = s.model_copy(update={"devices": resolved_devices(s)})
     return Scenario.model_validate(s.model_dump())
 
 
@@ -141,6 +143,7 @@ def simulate(
     devices = _device_info(world)
     summary = summarize(trace, memory, bounds, header, devices)
     summary["engine_path"] = "event"
+    fleetdata.add_to_summary(summary, world, sim.events.columns(), sim.notes.get("participants"))
     _add_energy(summary, trace, world, bounds)
     summary["server_memory_bytes"] = world.server.memory_bytes
     if "population" in sim.notes:  # population size and each round's participants
@@ -161,7 +164,8 @@ def simulate(
             f"{s.scheduler.name!r} was not used"
         )
     if plans:  # planned vs realised, the ex-post optimum and the regret (sfsim/estimators.py)
-        estimators.judge_plans(plans, trace, bounds, world.local_iterations,
+        k = world.local_iterations if s.training.local_work == "iterations" else None
+        estimators.judge_plans(plans, trace, bounds, k,
                                s.scheduler.estimator, s.scheduler.ex_post_time_limit_s)
         summary["plans"] = plans
     summary["wall_s"] = time.perf_counter() - t0
@@ -271,6 +275,7 @@ def _closed_form_result(
             "no trace or memory timeline, so peaks, busy times and bytes are not reported"
         ),
     }
+    fleetdata.add_to_summary(summary, world, None, aggregates=True)  # memsfl: FedAvg each round
     notes = {k: v for k, v in sim.notes.items() if k != "plans"}
     if notes:
         summary["scheme_notes"] = notes

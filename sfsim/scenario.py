@@ -17,7 +17,9 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -51,6 +53,7 @@ SmallInt = Annotated[int, Field(ge=1, le=1024)]
 Iterations = Annotated[int, Field(ge=1, le=1_000_000)]
 Weight = Annotated[float, Field(ge=1e-6, le=1e6)]
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Slowdown = Annotated[float, Field(ge=1e-3, le=1e3)]  # a persistent compute-time factor
 
 
 def _safe_id(v: str, *, what: str = "an id", max_len: int = 64) -> str:
@@ -177,6 +180,9 @@ class DeviceCfg(Section):
     downlink_mbps: Rate | None = None
     distance_m: Distance | None = None  # shannon channel: overrides channel.distance_m
     overhead_mb: OverheadMB = 200.0  # framework/runtime memory (assumption)
+    # persistent compute slowdown of this device (its compute times × slowdown); unset: drawn
+    # from variability.device (1 with model none). Resolved scenarios write the drawn value.
+    slowdown: Slowdown | None = None
 
     @field_validator("id")
     @classmethod
@@ -200,6 +206,50 @@ class Range(Section):
         return self
 
 
+class LognormalSamples(Section):
+    """Sample counts drawn per device: round(median · e^(σz)), z ~ N(0, 1), at least 1."""
+
+    dist: Literal["lognormal"]
+    median: Annotated[float, Field(ge=1.0, le=1e9)]
+    sigma: Annotated[float, Field(ge=0.0, le=3.0)] = 1.0
+
+
+class DirichletSamples(Section):
+    """Sample counts: ``total`` split by Dirichlet(α, …, α) proportions, rounded, at least 1."""
+
+    dist: Literal["dirichlet"]
+    total: Annotated[int, Field(ge=1, le=10**9)]
+    alpha: Annotated[float, Field(ge=1e-3, le=1e3)] = 1.0
+
+
+#: How a fleet's sample counts are given: one count, a uniform range, or a distribution whose
+#: draws come from the scenario's data seed (sfsim/fleetdata.py).
+def _samples_kind(v: Any) -> str | None:
+    """Which form of `SamplesSpec` a value has (None: a ``dist`` we do not know).
+
+    The tags are bracketed so that error paths leave them out (`validation_messages` drops
+    path parts with a ``[``): ``fleet.samples.median``, not ``fleet.samples.[lognormal].median``.
+    """
+    if isinstance(v, dict):
+        if "dist" not in v:
+            return "[range]"
+        return {"lognormal": "[lognormal]", "dirichlet": "[dirichlet]"}.get(str(v["dist"]))
+    if isinstance(v, LognormalSamples | DirichletSamples):
+        return f"[{v.dist}]"
+    return "[range]" if isinstance(v, Range) else "[count]"
+
+
+SamplesSpec = Annotated[
+    Annotated[Samples, Tag("[count]")]
+    | Annotated[Range, Tag("[range]")]
+    | Annotated[LognormalSamples, Tag("[lognormal]")]
+    | Annotated[DirichletSamples, Tag("[dirichlet]")],
+    Discriminator(_samples_kind, custom_error_type="samples_kind",
+                  custom_error_message="give a count, {min, max}, {dist: lognormal, median, "
+                  "sigma} or {dist: dirichlet, total, alpha}"),
+]
+
+
 class FleetCfg(Section):
     """A generated fleet: `count` devices drawn from a processor mix with the fleet generator."""
 
@@ -208,7 +258,7 @@ class FleetCfg(Section):
     id_prefix: str = "dev"
     # a list: one value drawn per device
     batch_size: Annotated[Batch | list[Batch], Field(union_mode="left_to_right")] = 4
-    samples: Annotated[Samples | Range, Field(union_mode="left_to_right")] = 1000
+    samples: SamplesSpec = 1000
     cut: Cut | Annotated[list[Cut], Field(min_length=1, max_length=10_000)] | None = None
     uplink_mbps: Annotated[Rate | Range | None, Field(union_mode="left_to_right")] = None
     downlink_mbps: Annotated[Rate | Range | None, Field(union_mode="left_to_right")] = None
@@ -328,6 +378,10 @@ class TrainingCfg(Section):
     scheme: Annotated[str, Field(min_length=1, max_length=64)] = "memsfl"
     rounds: Iterations = 1
     local_iterations: Iterations = 1
+    # Local work per round: "iterations" (every device runs local_iterations), or "epochs" (device
+    # u runs ceil(local_epochs × samples_u / batch_u) iterations; local_epochs unset: 1 epoch).
+    local_work: Literal["iterations", "epochs"] = "iterations"
+    local_epochs: Annotated[float, Field(ge=1e-6, le=1e4)] | None = None
     # Split schemes: "fixed" uses each device's `cut`; for devices without one, "max_fit" takes
     # the largest cut their memory holds, "balanced" evens device-side times at the slowest
     # device's, "min_time" picks the balanced cuts of least estimated round time (schemes/cuts.py),
@@ -365,11 +419,32 @@ class SchedulerCfg(Section):
     ex_post_time_limit_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 2.0
 
 
+class DeviceSlowdownCfg(Section):
+    """A persistent per-device slowdown, drawn once per device from the data seed (median 1).
+
+    ``variability.device: none`` is short for ``{model: none}``.
+    """
+
+    model: Literal["none", "lognormal"] = "none"
+    sigma: Annotated[float, Field(ge=0.0, le=2.0)] = 0.5
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_word(cls, data: Any) -> Any:
+        return {"model": data} if isinstance(data, str) else data
+
+
 class VariabilityCfg(Section):
-    """Per-phase compute slowdown: none, or a log-normal factor with median 1."""
+    """Per-phase compute slowdown: none, or a log-normal factor with median 1.
+
+    Beside it, persistent factors (sfsim/fleetdata.py): ``device`` draws one per device for the
+    whole run, ``server_factor`` multiplies every compute time of the server.
+    """
 
     compute: Literal["none", "lognormal"] = "none"
     sigma: Annotated[float, Field(ge=0.0, le=2.0)] = 0.1  # factor e^(σz): σ ≤ 2 stays finite
+    device: DeviceSlowdownCfg = Field(default_factory=DeviceSlowdownCfg)
+    server_factor: Annotated[float, Field(ge=1.0, le=1e3)] = 1.0
 
 
 class SeedsCfg(Section):
@@ -511,6 +586,12 @@ class Scenario(Section):
         if isinstance(participants, int):
             per_round = min(n, participants)
         t = self.training
+        if t.local_work == "epochs":
+            self._check_epochs()
+            return
+        if t.local_epochs is not None:
+            raise _KeyError("training.local_epochs", "set, but training.local_work is "
+                            "'iterations'; add local_work: epochs, or leave local_epochs out")
         work = t.rounds * t.local_iterations * per_round
         if work > self.limits.max_device_iterations:
             raise _KeyError(
@@ -520,6 +601,18 @@ class Scenario(Section):
                 f"{self.limits.max_device_iterations}; lower them, or raise "
                 "limits.max_device_iterations if you mean it",
             )
+
+    def _check_epochs(self) -> None:
+        """Epochs: the limit on the explicit devices' work (a generated fleet's counts are drawn
+        at build, and checked there: `sfsim.fleetdata.check_epoch_work`)."""
+        if self.fleet is not None or not self.devices:
+            return
+        from sfsim.fleetdata import epoch_work_problem
+
+        problem = epoch_work_problem(self, [d.samples for d in self.devices],
+                                     [d.batch_size for d in self.devices])
+        if problem:
+            raise _KeyError("training.local_epochs", problem)
 
     def _check_links(self) -> None:
         """Every link's average rate is finite and at least MIN_LINK_BPS (checked at load)."""

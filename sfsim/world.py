@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from sfsim import fleetdata
 from sfsim.costs import CostModel, ModelArch, Processor, Workload, build_cost_model, get_arch
 from sfsim.costs.processors import catalogue, cost_model_params, processor_from_dict
 from sfsim.errors import InputError
 from sfsim.links import FixedLink, Link, ShannonLink, dbm_to_w, path_loss_db
 from sfsim.scenario import (
+    SERVER_ID,
     ChannelCfg,
     DeviceCfg,
     FleetCfg,
@@ -81,6 +83,9 @@ class DeviceSpec:
     speed_profile: Any = None
     #: Online windows from an availability trace (`sfsim.traces.Availability`); None: always on.
     availability: Any = None
+    #: Persistent compute slowdown: every compute time of this device is multiplied by it
+    #: (`devices[i].slowdown`, or drawn from ``variability.device``; sfsim/fleetdata.py).
+    slowdown: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class ServerSpec:
     processor: Processor
     memory_bytes: float
     overhead_bytes: float
+    slowdown: float = 1.0  # variability.server_factor: every server compute time × it
 
 
 @dataclass
@@ -122,8 +128,19 @@ class World:
         return self.scenario.training.local_iterations
 
     def iterations(self, dev: DeviceSpec) -> int:
-        """Local iterations device ``dev`` runs per round (the scenario's, for every device)."""
-        return self.scenario.training.local_iterations
+        """Local iterations device ``dev`` runs per round: ``training.local_iterations``, or
+        with ``local_work: epochs`` ceil(local_epochs × samples / batch) (sfsim/fleetdata.py)."""
+        t = self.scenario.training
+        if t.local_work == "iterations":
+            return t.local_iterations
+        return fleetdata.iterations(self.scenario, dev)
+
+    def compute_factor(self, owner: str) -> float:
+        """The persistent slowdown of ``owner``'s compute (a device or the server; 1: none)."""
+        if owner == SERVER_ID:
+            return self.server.slowdown
+        d = self._by_id.get(owner)
+        return 1.0 if d is None else d.slowdown
 
     def speed_profile(self, owner: str) -> Any:
         """The compute-speed trace of device ``owner`` (None: nominal, or not a device)."""
@@ -172,8 +189,13 @@ def _mix_counts(f: FleetCfg) -> tuple[list[str], np.ndarray]:
     return names, counts
 
 
-def _fleet_devices(f: FleetCfg, rng: np.random.Generator, taken: set[str]) -> list[DeviceCfg]:
-    """Draw the generated fleet: processor classes by largest remainder, then shuffled."""
+def _fleet_devices(f: FleetCfg, rng: np.random.Generator, taken: set[str],
+                   drawn: np.ndarray | None = None) -> list[DeviceCfg]:
+    """Draw the generated fleet: processor classes by largest remainder, then shuffled.
+
+    ``drawn``: the sample counts when ``fleet.samples`` is a distribution (`_sample_counts`);
+    they come from the data seed, so the fleet seed draws what it draws for a fixed count.
+    """
     names, counts = _mix_counts(f)
     classes = [n for n, c in zip(names, counts, strict=True) for _ in range(c)]
     rng.shuffle(classes)
@@ -186,7 +208,11 @@ def _fleet_devices(f: FleetCfg, rng: np.random.Generator, taken: set[str]) -> li
                 f"generated device id {dev_id!r} clashes with an explicit device",
                 key="fleet.id_prefix",
             )
-        samples = _draw(f.samples, rng)
+        if drawn is None:
+            assert isinstance(f.samples, int | Range)
+            samples = _draw(f.samples, rng)
+        else:
+            samples = int(drawn[i])
         out.append(
             DeviceCfg(
                 id=dev_id,
@@ -210,18 +236,43 @@ def resolved_devices(s: Scenario) -> list[DeviceCfg]:
     only on request, since a run draws its participants without expanding anything.
     """
     devices = list(s.devices)
+    seeds = Seeds.for_scenario(s)
     if s.fleet is not None and s.fleet.participants is not None:
-        seeds = Seeds.for_scenario(s)
         pop = Population.draw(s, seeds, {})
-        return devices + [pop.device_cfg(i) for i in range(len(devices), pop.size)]
+        return [pop.device_cfg(i) for i in range(pop.size)]
     if s.fleet is not None:
-        rng = np.random.default_rng(Seeds.for_scenario(s).fleet)
-        devices += _fleet_devices(s.fleet, rng, {d.id for d in devices})
-        if s.fleet.target_utilisation is not None:  # keep the prefix that meets the target
-            from sfsim.fleet_target import trim_to_target
+        rng = np.random.default_rng(seeds.fleet)
+        counts = _sample_counts(s.fleet, seeds)
+        devices += _fleet_devices(s.fleet, rng, {d.id for d in devices}, counts)
+    devices = _with_slowdowns(s, devices, seeds)  # drawn before a trim: a prefix keeps its draws
+    if s.fleet is not None and s.fleet.target_utilisation is not None:  # keep the prefix that
+        from sfsim.fleet_target import trim_to_target  # meets the target
 
-            devices = trim_to_target(s, devices, len(s.devices))
+        devices = trim_to_target(s, devices, len(s.devices))
     return devices
+
+
+def _sample_counts(f: FleetCfg, seeds: Seeds) -> np.ndarray | None:
+    """A fleet's sample counts when ``fleet.samples`` is a distribution (data seed), else None."""
+    if isinstance(f.samples, int | Range):
+        return None
+    return fleetdata.draw_sample_counts(
+        f.samples, f.count, _child_seed(seeds.data, fleetdata.SAMPLES_KEY))
+
+
+def _slowdowns(s: Scenario, n: int, seeds: Seeds) -> np.ndarray | None:
+    """One persistent slowdown per device of the scenario (None: ``variability.device`` none)."""
+    return fleetdata.draw_slowdowns(
+        s.variability.device, n, _child_seed(seeds.data, fleetdata.SLOWDOWN_KEY))
+
+
+def _with_slowdowns(s: Scenario, devices: list[DeviceCfg], seeds: Seeds) -> list[DeviceCfg]:
+    """Devices (explicit first, then generated) with their drawn slowdown where none is given."""
+    drawn = _slowdowns(s, len(devices), seeds)
+    if drawn is None:
+        return devices
+    return [d if d.slowdown is not None else d.model_copy(update={"slowdown": float(x)})
+            for d, x in zip(devices, drawn.tolist(), strict=True)]
 
 
 def _column(value: float | Range | list[Any] | None, n: int, rng: np.random.Generator,
@@ -272,6 +323,8 @@ class Population:
     participation: np.random.SeedSequence
     channel: np.random.SeedSequence
     procs: dict[str, Processor]
+    #: persistent slowdowns of the generated devices (``variability.device``); None: none drawn
+    slowdown: np.ndarray | None = None
     _specs: dict[int, DeviceSpec] = field(default_factory=dict, repr=False)
     _cum: np.ndarray | None = field(default=None, repr=False)  # cumulative samples (weighted)
 
@@ -283,10 +336,17 @@ class Population:
         names, counts = _mix_counts(f)
         proc = rng.permutation(np.repeat(np.arange(len(names)), counts))
         n = f.count
-        samples = np.rint(_column(f.samples, n, rng)).astype(np.int64)
+        drawn = _sample_counts(f, seeds)  # a distribution: from the data seed, not this rng
+        if drawn is None:
+            assert isinstance(f.samples, int | Range)
+            samples = np.rint(_column(f.samples, n, rng)).astype(np.int64)
+        else:
+            samples = drawn
+        explicit = _with_slowdowns(s, list(s.devices), seeds)
+        slowdown = _slowdowns(s, len(explicit) + n, seeds)
         pop = cls(
             scenario=s,
-            explicit=list(s.devices),
+            explicit=explicit,
             classes=names,
             processor=proc,
             batch=_column(f.batch_size, n, rng, int).astype(np.int64),
@@ -298,9 +358,17 @@ class Population:
             participation=_child_seed(seeds.fleet, PARTICIPATION_KEY),
             channel=seeds.channel,
             procs=procs,
+            slowdown=None if slowdown is None else slowdown[len(explicit):],
         )
         pop._check_ids()
+        if s.training.local_work == "epochs":
+            fleetdata.check_epoch_work(s, pop.samples, pop.batch_column(), f.participants)
         return pop
+
+    def batch_column(self) -> np.ndarray:
+        """Every device's batch size, explicit devices first."""
+        return np.concatenate([[d.batch_size for d in self.explicit], self.batch]
+                              ).astype(np.int64)
 
     @property
     def size(self) -> int:
@@ -348,6 +416,7 @@ class Population:
             downlink_mbps=opt(self.downlink_mbps),
             distance_m=opt(self.distance_m),
             overhead_mb=f.overhead_mb,
+            slowdown=None if self.slowdown is None else float(self.slowdown[j]),
         )
 
     def spec(self, i: int) -> DeviceSpec:
@@ -445,6 +514,7 @@ def _device_spec(
         overhead_bytes=d.overhead_mb * MB,
         distance_m=d.distance_m
         or (s.channel.distance_m if s.channel.model == "shannon" else None),
+        slowdown=1.0 if d.slowdown is None else d.slowdown,
     )
 
 
@@ -477,6 +547,8 @@ def build_world(s: Scenario) -> World:
         cfgs = resolved_devices(s)
         link_seeds = seeds.channel.spawn(len(cfgs))
         devices = [_device_spec(d, s, procs, ss) for d, ss in zip(cfgs, link_seeds, strict=True)]
+        if s.training.local_work == "epochs" and s.fleet is not None:  # counts drawn just now
+            fleetdata.check_epoch_work(s, [d.samples for d in cfgs], [d.batch_size for d in cfgs])
     if s.traces.compute or s.traces.links or s.traces.availability:
         devices = _traced(s, devices)
     sproc = procs[s.server.processor]
@@ -484,6 +556,7 @@ def build_world(s: Scenario) -> World:
         processor=sproc,
         memory_bytes=(s.server.memory_gb * GB) if s.server.memory_gb else sproc.memory_bytes,
         overhead_bytes=s.server.overhead_mb * MB,
+        slowdown=s.variability.server_factor,
     )
     params = cost_model_params(s.costs.model, s.costs.profile_dir, s.costs.reference,
                                s.model.arch, procs)

@@ -63,7 +63,7 @@ class SFLv1(SplitScheme):
                        seconds: float, flops: float) -> Proc:
         """Run one phase on the shared processor and record its (possibly overlapping) span."""
         start = sim.now
-        yield self.processor.submit(seconds * sim.slowdown())
+        yield self.processor.submit(seconds * sim.slowdown() * sim.world.server.slowdown)
         sim.trace.add(Span(r, k, d.id, phase, "server", start, sim.now, 0.0, flops))
 
     def server_adapter_bytes_to_average(self, sim: Sim) -> float:

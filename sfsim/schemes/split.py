@@ -153,7 +153,7 @@ class SplitScheme(Scheme):
 
         def device_s(d: DeviceSpec, c: int) -> float:
             sc = split_costs(w0, d, c)
-            return sc.dev_fwd_s + sc.dev_bwd_s
+            return (sc.dev_fwd_s + sc.dev_bwd_s) * d.slowdown  # a persistent straggler's too
 
         by_cut: dict[int, dict[str, Job]] = {}
 
