@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from sfsim.faults import FaultPlan, plan_for
 from sfsim.world import World
 
 MEMORY_KINDS = (
@@ -287,6 +288,13 @@ class _Lock:
             handover.callbacks.append(self._grant)
             handover.succeed()
 
+    def cancel(self, event: simpy.Event) -> None:
+        """Give up a request whose process was interrupted (granted already: release it)."""
+        if event in self.waiters:
+            self.waiters.remove(event)
+        elif event.triggered:
+            self.release()
+
     def _grant(self, _: object = None) -> None:
         if not self.busy and self.waiters:
             self.busy = True
@@ -306,6 +314,8 @@ class Sim:
         self.scheduler_rng: np.random.Generator = np.random.default_rng(world.seeds.scheduler)
         # compute-speed traces (sfsim.traces): looked up per compute only when a scenario has one
         self._speed_traced = world.scenario.traces.compute is not None
+        #: outages and server slowdowns (sfsim.faults); None: no faults, nothing changes
+        self.faults: FaultPlan | None = plan_for(world)
         # Each device computes one thing at a time and each link carries one transfer at a time.
         self._busy: dict[tuple[str, str], _Lock] = {}
         self.notes: dict[str, Any] = {}
@@ -351,7 +361,12 @@ class Sim:
         """
         env = self.env
         lock = self._resource(owner, resource)
-        yield lock.acquire()
+        request = lock.acquire()
+        try:
+            yield request
+        except simpy.Interrupt:  # the device dropped out while waiting (sfsim.faults)
+            lock.cancel(request)
+            raise
         start = float(env.now)
         # the persistent factor (variability.device / server_factor; 1.0 leaves it bit-equal)
         duration = seconds * (self.slowdown() if vary else 1.0) * self.world.compute_factor(owner)
@@ -359,7 +374,14 @@ class Sim:
             profile = self.world.speed_profile(owner)
             if profile is not None:
                 duration = profile.duration_s(duration, start)
-        yield env.timeout(duration)
+        if self.faults is not None and owner == SERVER:  # server slowdown episodes
+            duration = self.faults.server_s(start, duration)
+        try:
+            yield env.timeout(duration)
+        except simpy.Interrupt:  # dropped out mid-phase: the part done is recorded
+            self._cut(lock, start, duration, round, iteration, device or owner, phase, resource,
+                      0.0, flops)
+            raise
         self.trace.record(
             round, iteration, device or owner, phase, resource, start, float(env.now), 0.0, flops
         )
@@ -380,12 +402,34 @@ class Sim:
         link = spec.uplink if direction == "uplink" else spec.downlink
         env = self.env
         lock = self._resource(device, direction)
-        yield lock.acquire()
+        request = lock.acquire()
+        try:
+            yield request
+        except simpy.Interrupt:  # the device dropped out while waiting (sfsim.faults)
+            lock.cancel(request)
+            raise
         start = float(env.now)
-        yield env.timeout(link.duration_s(nbytes, start))
+        duration = link.duration_s(nbytes, start)
+        if self.faults is not None:  # link outages pause the transfer (sfsim.faults)
+            duration = self.faults.transfer_s(device, start, duration)
+        try:
+            yield env.timeout(duration)
+        except simpy.Interrupt:  # dropped out mid-transfer: the part sent is recorded
+            self._cut(lock, start, duration, round, iteration, device, phase, direction,
+                      nbytes, 0.0)
+            raise
         self.trace.record(
             round, iteration, device, phase, direction, start, float(env.now), nbytes, 0.0
         )
+        lock.release()
+
+    def _cut(self, lock: _Lock, start: float, duration: float, round: int, iteration: int,
+             device: str, phase: str, resource: str, nbytes: float, flops: float) -> None:
+        """Record the done part of an interrupted span (bytes, FLOPs pro rata) and release."""
+        now = float(self.env.now)
+        part = (now - start) / duration if duration > 0 else 1.0
+        self.trace.record(round, iteration, device, phase, resource, start, now,
+                          nbytes * part, flops * part)
         lock.release()
 
     def wait_span(

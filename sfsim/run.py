@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from sfsim import __version__, estimators, fastpath, fleetdata
+from sfsim import __version__, estimators, fastpath, faults, fleetdata
 from sfsim.engine import SERVER, Proc, Sim
-from sfsim.errors import InfeasibleError
+from sfsim.errors import InfeasibleError, InputError
 from sfsim.results import (
     RunResult,
     events_frame,
@@ -101,6 +101,11 @@ def simulate(
     t0 = time.perf_counter()
     world = build_world(s)
     cls = scheme_class(s.training.scheme, key="training.scheme")
+    if faults.requested(s) and not cls.supports_faults:
+        raise InputError(f"scheme {cls.name!r} does not model faults yet (it streams without "
+                         "rounds of devices that can drop); remove the faults section, "
+                         "training.round_deadline_s and training.aggregation: partial",
+                         key="faults")
     sched_name = cls.fixed_scheduler or s.scheduler.name
     sched_params = {} if cls.fixed_scheduler else s.scheduler.params
     scheduler = get_scheduler(sched_name, **sched_params)
@@ -114,7 +119,8 @@ def simulate(
     driver.start()
     world = sim.world  # setup may replace the devices (e.g. cuts chosen by a cut policy)
     if fast:
-        reason = fastpath.why_not(sim, scheme, scheduler)
+        reason = ("faults change rounds at run time" if sim.faults is not None
+                  else fastpath.why_not(sim, scheme, scheduler))
         if reason is None:
             return _closed_form_result(s, sim, scheme, sched_name, sched_params, t0, timings,
                                        dispatch)
@@ -163,7 +169,12 @@ def simulate(
             f"{cls.name} fixes its own order ({cls.fixed_scheduler}); the scenario's scheduler "
             f"{s.scheduler.name!r} was not used"
         )
-    if plans:  # planned vs realised, the ex-post optimum and the regret (sfsim/estimators.py)
+    if sim.faults is not None and sim.faults.scheduled:  # drops, samples, wasted work
+        summary["faults"] = faults.summarize(trace, sim.events.columns(), sim.faults.scheduled)
+    if plans and sim.faults is not None:  # a dropped device's chain is cut: nothing to judge
+        summary["plans"] = plans
+        summary["plans_note"] = "plans not judged against the realised rounds under faults"
+    elif plans:  # planned vs realised, the ex-post optimum and the regret (sfsim/estimators.py)
         k = world.local_iterations if s.training.local_work == "iterations" else None
         estimators.judge_plans(plans, trace, bounds, k,
                                s.scheduler.estimator, s.scheduler.ex_post_time_limit_s)

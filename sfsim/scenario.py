@@ -389,6 +389,12 @@ class TrainingCfg(Section):
     cut_policy: Literal["fixed", "max_fit", "balanced", "min_time", "joint"] = "fixed"
     pipeline: PipelineCfg = Field(default_factory=PipelineCfg)
     fedmobillm: FedMobiLLMCfg = Field(default_factory=FedMobiLLMCfg)
+    # Faults (sfsim/faults.py, docs/faults.md): devices still working this long after the round
+    # starts are cut off (a `deadline` drop); "partial" FedAvg's the devices that finished, "all"
+    # waits for every device that did not drop (a deadline needs "partial").
+    round_deadline_s: Annotated[float, Field(gt=0.0, le=1e7)] | None = None
+    aggregation: Literal["all", "partial"] = "all"
+
 
 
 class RollingCfg(Section):
@@ -445,6 +451,34 @@ class VariabilityCfg(Section):
     sigma: Annotated[float, Field(ge=0.0, le=2.0)] = 0.1  # factor e^(σz): σ ≤ 2 stays finite
     device: DeviceSlowdownCfg = Field(default_factory=DeviceSlowdownCfg)
     server_factor: Annotated[float, Field(ge=1.0, le=1e3)] = 1.0
+
+
+class DropoutCfg(Section):
+    """Per device and round: the chance it drops before the round, and during it."""
+
+    before: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    during: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+
+
+class EpisodesCfg(Section):
+    """Poisson episodes: ``rate_per_hour`` starts per hour, exponential durations."""
+
+    rate_per_hour: Annotated[float, Field(ge=0.0, le=3600.0)] = 0.0
+    mean_duration_s: Annotated[float, Field(gt=0.0, le=86_400.0)] = 10.0
+
+
+class ServerSlowdownCfg(EpisodesCfg):
+    """Server slowdown episodes: inside one, the server computes ``factor`` times slower."""
+
+    factor: Annotated[float, Field(ge=1.0, le=1e3)] = 2.0
+
+
+class FaultsCfg(Section):
+    """Faults drawn from the faults seed (sfsim/faults.py, docs/faults.md); all off by default."""
+
+    dropout: DropoutCfg = Field(default_factory=DropoutCfg)
+    link_outage: EpisodesCfg = Field(default_factory=EpisodesCfg)  # per device: link down
+    server_slowdown: ServerSlowdownCfg = Field(default_factory=ServerSlowdownCfg)
 
 
 class SeedsCfg(Section):
@@ -522,6 +556,7 @@ class Scenario(Section):
     variability: VariabilityCfg = Field(default_factory=VariabilityCfg)
     limits: LimitsCfg = Field(default_factory=LimitsCfg)
     traces: TracesCfg = Field(default_factory=TracesCfg)
+    faults: FaultsCfg = Field(default_factory=FaultsCfg)
 
     def processor_names(self) -> set[str]:
         return set(catalogue()) | set(self.processors)
@@ -573,6 +608,11 @@ class Scenario(Section):
         self._check_backbones(known)
         self._check_work()
         self._check_links()
+        t = self.training
+        if t.round_deadline_s is not None and t.aggregation != "partial":
+            raise _KeyError("training.round_deadline_s", "a deadline cuts late devices off, so "
+                            "the round aggregates only those that finished: set "
+                            "training.aggregation: partial")
         return self
 
     def _check_work(self) -> None:

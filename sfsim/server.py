@@ -173,6 +173,8 @@ class ServerQueue:
         self._charge_s = 0.0  # rolling: solve time to charge before the next dispatch
         self._seq = 0
         self._rank: dict[tuple[str, int], int] = {}
+        self._gone: set[str] = set()  # devices withdrawn (dropped out, sfsim.faults)
+        self._in_service: str | None = None
         if self.mode == "priority":
             assert plan is not None
             count: dict[str, int] = {}
@@ -226,8 +228,54 @@ class ServerQueue:
             if cfg.charge_solve_time:
                 charge = cfg.budget_s if cfg.solve_cost_s is None else cfg.solve_cost_s
             rolling = Rolling(instance, _budgeted(scheduler, cfg.budget_s), charge, note)
-        return cls(sim, round, instance.n_tasks, scheduler, rng, plan=q_plan, mode=mode,
-                   rolling=rolling)
+        queue = cls(sim, round, instance.n_tasks, scheduler, rng, plan=q_plan, mode=mode,
+                    rolling=rolling)
+        queue.tasks_of = {j.id: j.k for j in instance.jobs}
+        return queue
+
+    #: tasks per device this round (`for_round` sets it; `withdraw` needs it)
+    tasks_of: dict[str, int] | None = None
+
+    def withdraw(self, device: str) -> bool:
+        """Device ``device`` dropped out: take its waiting task off the queue and expect none of
+        its later tasks; True when a waiting task was withdrawn.
+
+        A task in service is finished (the server does not abort a pass). The rest of the round
+        goes on without the device: a plan (strict, priority) keeps its order without the
+        device's remaining tasks, rolling re-solves over the remaining devices, online rules
+        never see it again; a server waiting for the device's task decides again at once.
+        """
+        assert self.tasks_of is not None, "withdraw needs the round's tasks per device"
+        if device in self._gone:
+            return False
+        self._gone.add(device)
+        keep = self._served_of.get(device, 0) + (self._in_service == device)
+        self.expected -= self.tasks_of.get(device, 0) - keep
+        removed = False
+        for key in [key for key in self._by_task if key[0] == device]:
+            del self._by_task[key]
+            removed = True
+        if any(t.device == device for _, _, t in self._heap):
+            self._heap = [e for e in self._heap if e[2].device != device]
+            heapq.heapify(self._heap)
+            removed = True
+        if any(t.device == device for t in self._waiting):
+            self._waiting = [t for t in self._waiting if t.device != device]
+            removed = True
+        if self.plan is not None:  # the plan's order without the device's remaining tasks
+            plan, seen = [], 0
+            for d in self.plan:
+                if d == device:
+                    seen += 1
+                    if seen > keep:
+                        continue
+                plan.append(d)
+            self.plan = plan
+        if self._awaited is not None and self._awaited[0] == device:
+            self._awaited = None
+        if self._arrival is not None and not self._arrival.triggered:
+            self._arrival.succeed()  # wake the server: what it waited for may never come
+        return removed
 
     @property
     def waiting(self) -> list[ServerTask]:
@@ -287,7 +335,7 @@ class ServerQueue:
         jobs = []
         for est in self.rolling.instance.jobs:
             n = self._served_of.get(est.id, 0)
-            if n >= est.k:
+            if n >= est.k or est.id in self._gone:
                 continue
             if (est.id, n) in self._by_task:
                 release = 0.0
@@ -306,7 +354,8 @@ class ServerQueue:
         if self._awaited is not None and self._awaited in self._by_task:
             return self._by_task.pop(self._awaited)  # the re-plan's first task came in
         left = {d for d, k in self._by_task} | {
-            j.id for j in rolling.instance.jobs if self._served_of.get(j.id, 0) < j.k
+            j.id for j in rolling.instance.jobs
+            if self._served_of.get(j.id, 0) < j.k and j.id not in self._gone
         }
         if len(left) == 1:  # one device left: nothing to order
             device = next(iter(left))
@@ -350,7 +399,9 @@ class ServerQueue:
                 round=self.round,
                 iteration=task.iteration,
             )
+            self._in_service = task.device
             yield sim.env.process(task.serve(task))
+            self._in_service = None
             self.served.append((task.device, task.iteration))
             self._served_of[task.device] = self._served_of.get(task.device, 0) + 1
             self._last_end[task.device] = sim.now

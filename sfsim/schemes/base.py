@@ -36,6 +36,9 @@ class Scheme(abc.ABC):
     #: False when the scheme fixes its own order (then `fixed_scheduler` names it).
     uses_scheduler: ClassVar[bool] = True
     fixed_scheduler: ClassVar[str | None] = None
+    #: True when the scheme applies `sfsim.faults` (dropouts, deadlines) to its rounds; a
+    #: scenario with faults is refused for the others.
+    supports_faults: ClassVar[bool] = False
 
     def __init__(self, scheduler: Scheduler):
         self.scheduler = scheduler

@@ -17,7 +17,9 @@ what has been uploaded this round, and the averaged set while it is broadcast.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
+from sfsim import faults
 from sfsim.costs import Op
 from sfsim.costs import footprint as fp
 from sfsim.engine import SERVER, Proc, Sim
@@ -86,6 +88,7 @@ class FedLoRA(Scheme):
     )
     uses_scheduler = False
     fixed_scheduler = "fifo"  # unused: the server only aggregates
+    supports_faults = True
 
     def setup(self, sim: Sim) -> None:
         w0 = sim.world
@@ -100,8 +103,21 @@ class FedLoRA(Scheme):
         sim.alloc(SERVER, "overhead", w0.server.overhead_bytes, "runtime")
 
     def round(self, sim: Sim, r: int) -> Proc:
+        if sim.faults is not None:  # dropouts, deadlines (sfsim.faults): FedAvg of the finished
+            run = faults.RoundRun(sim, r, sim.world.devices)
+            finished = yield from run.run(partial(self.local_round, sim, r),
+                                          partial(self.expected_span_s, sim),
+                                          lambda d, reason: None)  # the server holds nothing
+            yield from self.aggregate(sim, r, finished)
+            return
         yield sim.all_of([self.local_round(sim, r, d) for d in sim.world.devices])
         yield from self.aggregate(sim, r)
+
+    def expected_span_s(self, sim: Sim, d: DeviceSpec) -> float:
+        """Device d's round alone: its iterations and its adapter upload at the mean rate."""
+        c = self.costs[d.id]
+        compute = sim.world.iterations(d) * (c.fwd_s + c.bwd_s) * d.slowdown
+        return compute + d.uplink.latency_s + 8.0 * c.adapter_bytes / d.uplink.expected_rate_bps()
 
     def local_round(self, sim: Sim, r: int, d: DeviceSpec) -> Proc:
         c = self.costs[d.id]
@@ -117,21 +133,25 @@ class FedLoRA(Scheme):
         yield from sim.send(d.id, "uplink", "adapter_upload", c.adapter_bytes, round=r)
         sim.alloc(SERVER, "adapters", c.adapter_bytes, f"{d.id} uploaded adapters")
 
-    def aggregate(self, sim: Sim, r: int) -> Proc:
-        """FedAvg of every device's adapters, then the average goes to every device."""
-        uploaded = sum(c.adapter_bytes for c in self.costs.values())
-        averaged = max(c.adapter_bytes for c in self.costs.values())
+    def aggregate(self, sim: Sim, r: int, devices: list[DeviceSpec] | None = None) -> Proc:
+        """FedAvg of every device's adapters, then the average goes to every device.
+
+        ``devices``: those whose update enters (faults: the ones that finished); default all.
+        """
+        devices = sim.world.devices if devices is None else devices
+        uploaded = sum(self.costs[d.id].adapter_bytes for d in devices)
+        averaged = max((self.costs[d.id].adapter_bytes for d in devices), default=0.0)
         flops = 2.0 * uploaded / fp.FP32
         seconds = flops / sim.world.server.processor.flops_per_s("fp32")
         sim.alloc(SERVER, "adapters", averaged, "averaged adapters")
         yield from sim.compute(SERVER, "aggregate", seconds, round=r, flops=flops,
                                resource="server", vary=False)
         sim.free(SERVER, "adapters", uploaded, "uploaded adapters averaged")
-        for d in sim.world.devices:
+        for d in devices:
             sim.log("aggregate", round=r, device=d.id, value=d.samples)
         yield sim.all_of([
             sim.send(d.id, "downlink", "adapter_download", self.costs[d.id].adapter_bytes,
                      round=r)
-            for d in sim.world.devices
+            for d in devices
         ])
         sim.free(SERVER, "adapters", averaged, "averaged adapters broadcast")

@@ -51,8 +51,15 @@ class SFLv1(SplitScheme):
             sim.alloc(SERVER, "adapters", n * st.adapters, f"{d.id} server-side LoRA")
             sim.alloc(SERVER, "optimizer", n * st.optimizer, f"{d.id} server-side optimizer")
 
-    def start_server(self, sim: Sim, r: int) -> tuple[Submit, simpy.Process | None]:
-        """No queue: each arrival starts its own server process on the shared processor."""
+    def start_server(self, sim: Sim, r: int, present: set[str] | None = None
+                     ) -> tuple[Submit, simpy.Process | None]:
+        """No queue: each arrival starts its own server process on the shared processor.
+
+        With faults, a dropped device's server pass in progress runs to its end (wasted work).
+        """
+        if present is not None:  # faults: the estimates give each device's expected span
+            self._jobs = {j.id: j for j in self.estimate(sim).jobs}
+            self.queue = None
 
         def submit(d: DeviceSpec, k: int) -> simpy.Event:
             return sim.env.process(self.serve_iteration(sim, r, d, k))
@@ -63,7 +70,10 @@ class SFLv1(SplitScheme):
                        seconds: float, flops: float) -> Proc:
         """Run one phase on the shared processor and record its (possibly overlapping) span."""
         start = sim.now
-        yield self.processor.submit(seconds * sim.slowdown() * sim.world.server.slowdown)
+        seconds = seconds * sim.slowdown() * sim.world.server.slowdown
+        if sim.faults is not None:  # slowdown episodes, as if the pass ran alone (approximate)
+            seconds = sim.faults.server_s(start, seconds)
+        yield self.processor.submit(seconds)
         sim.trace.add(Span(r, k, d.id, phase, "server", start, sim.now, 0.0, flops))
 
     def server_adapter_bytes_to_average(self, sim: Sim) -> float:

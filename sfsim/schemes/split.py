@@ -32,7 +32,7 @@ from functools import partial
 import numpy as np
 import simpy
 
-from sfsim import estimators
+from sfsim import estimators, faults
 from sfsim.costs import Op, Processor
 from sfsim.costs import footprint as fp
 from sfsim.engine import SERVER, Proc, Sim, Trace
@@ -138,6 +138,8 @@ Submit = Callable[[DeviceSpec, int], simpy.Event]
 class SplitScheme(Scheme):
     """Shared machinery of split schemes with a one-at-a-time server."""
 
+    supports_faults = True
+
     def cut(self, dev: DeviceSpec) -> int:
         assert dev.cut is not None, "cuts are chosen in setup()"
         return dev.cut
@@ -208,16 +210,67 @@ class SplitScheme(Scheme):
         return round_instance(sim.world, self.costs, self.estimator, sim.trace)
 
     def round(self, sim: Sim, r: int) -> Proc:
+        if sim.faults is not None:  # dropouts, deadlines (sfsim.faults)
+            yield from self.round_with_faults(sim, r)
+            return
         submit, server = self.start_server(sim, r)
         yield sim.all_of([self.device_round(sim, r, d, submit) for d in sim.world.devices])
         if server is not None:
             yield server
         yield from self.aggregate(sim, r)
 
-    def start_server(self, sim: Sim, r: int) -> tuple[Submit, simpy.Process | None]:
-        """The round's server: a queue served one task at a time in the scheduler's order."""
+    # ---- faults (sfsim.faults, docs/faults.md) ------------------------------------------------
+    #: the round's queue (None: no queue, e.g. sfl_v1) and its estimated jobs
+    queue: ServerQueue | None = None
+    _jobs: dict[str, Job]
+
+    def round_with_faults(self, sim: Sim, r: int) -> Proc:
+        """A round in which devices may drop: the server plans only for the devices present at
+        the start, withdraws a dropped device's tasks, and FedAvg takes those that finished."""
+        run = faults.RoundRun(sim, r, sim.world.devices)
+        self._at_server: dict[str, simpy.Event] = {}
+        self._grad_on_server: set[str] = set()
+        submit, server = self.start_server(sim, r, {d.id for d in run.present})
+        finished = yield from run.run(partial(self.device_round, sim, r, submit=submit),
+                                      self.expected_span_s, partial(self.dropped, sim))
+        if server is not None:
+            yield server
+        yield from self.aggregate(sim, r, finished)
+
+    def expected_span_s(self, d: DeviceSpec) -> float:
+        """Device d's round alone (its release, server tasks, lags and tail, no queueing)."""
+        j = self._jobs[d.id]
+        return j.release_s + sum(j.server_s) + sum(j.lag_s) + j.tail_s
+
+    def dropped(self, sim: Sim, d: DeviceSpec, reason: str) -> None:
+        """Free what the server holds for a dropped device and withdraw its tasks."""
+        c = self.costs[d.id]
+        waiting = self._at_server.pop(d.id, None)
+        withdrawn = self.queue.withdraw(d.id) if self.queue is not None else False
+        if waiting is not None:
+            if withdrawn:  # its activations never reach the server's model
+                sim.free(SERVER, "boundary", c.up_bytes, f"{d.id} activations withdrawn")
+            else:  # in service: the pass finishes, its cut gradient is dropped then
+                def drop_gradient(_: object) -> None:
+                    sim.free(SERVER, "boundary", c.down_bytes, f"{d.id} cut gradient dropped")
+                assert waiting.callbacks is not None
+                waiting.callbacks.append(drop_gradient)
+        elif d.id in self._grad_on_server:
+            self._grad_on_server.discard(d.id)
+            sim.free(SERVER, "boundary", c.down_bytes, f"{d.id} cut gradient dropped")
+
+    def start_server(self, sim: Sim, r: int, present: set[str] | None = None
+                     ) -> tuple[Submit, simpy.Process | None]:
+        """The round's server: a queue served one task at a time in the scheduler's order.
+
+        ``present``: the devices taking part (faults: the others dropped before the round).
+        """
         instance = self.estimate(sim)
+        self._jobs = {j.id: j for j in instance.jobs}
+        if present is not None:
+            instance = Instance(tuple(j for j in instance.jobs if j.id in present))
         queue = ServerQueue.for_round(sim, r, self.scheduler, sim.scheduler_rng, instance)
+        self.queue = queue
         jobs = {j.id: j for j in instance.jobs}
         serve = partial(self.serve, sim, r)
 
@@ -236,6 +289,7 @@ class SplitScheme(Scheme):
         st = fp.adapter_state(w)
         acts = fp.stack_saved_activation_bytes(w, cut, input_grad=False)
         k_total = sim.world.iterations(d)
+        faulty = sim.faults is not None
         for k in range(k_total):
             sim.alloc(d.id, "activations", acts, "saved activations")
             yield from sim.compute(d.id, "device_fwd", c.dev_fwd_s, round=r, iteration=k,
@@ -244,10 +298,18 @@ class SplitScheme(Scheme):
             yield from sim.send(d.id, "uplink", "uplink_activations", c.up_bytes,
                                 round=r, iteration=k)
             sim.alloc(SERVER, "boundary", c.up_bytes, f"{d.id} activations")
-            yield submit(d, k)
+            if faulty:  # what the server holds for d, should d drop (sfsim.faults)
+                self._at_server[d.id] = done = submit(d, k)
+                yield done
+                del self._at_server[d.id]
+                self._grad_on_server.add(d.id)
+            else:
+                yield submit(d, k)
             yield from sim.send(d.id, "downlink", "downlink_gradients", c.down_bytes,
                                 round=r, iteration=k)
             sim.free(SERVER, "boundary", c.down_bytes, f"{d.id} cut gradient sent")
+            if faulty:
+                self._grad_on_server.discard(d.id)
             sim.alloc(d.id, "boundary", c.down_bytes, "cut gradient")
             sim.alloc(d.id, "gradients", cut * st.gradients, "device LoRA grads")
             yield from sim.compute(d.id, "device_bwd", c.dev_bwd_s, round=r, iteration=k,
@@ -288,23 +350,27 @@ class SplitScheme(Scheme):
         """Server-side adapter bytes FedAvg'd each round besides the uploaded ones (sfl_v1)."""
         return 0.0
 
-    def aggregate(self, sim: Sim, r: int) -> Proc:
-        """FedAvg of the uploaded device adapters, then each device gets its part back."""
-        total = sum(c.adapter_bytes for c in self.costs.values())
+    def aggregate(self, sim: Sim, r: int, devices: list[DeviceSpec] | None = None) -> Proc:
+        """FedAvg of the uploaded device adapters, then each device gets its part back.
+
+        ``devices``: those whose update enters (faults: the ones that finished); default all.
+        """
+        devices = sim.world.devices if devices is None else devices
+        total = sum(self.costs[d.id].adapter_bytes for d in devices)
         averaged = total + self.server_adapter_bytes_to_average(sim)
         flops = 2.0 * averaged / fp.FP32  # a multiply-add per parameter per device
         seconds = flops / sim.world.server.processor.flops_per_s("fp32")
         yield from sim.compute(
             SERVER, "aggregate", seconds, round=r, flops=flops, resource="server", vary=False
         )
-        for d in sim.world.devices:
+        for d in devices:
             sim.log("aggregate", round=r, device=d.id, value=d.samples)
         yield sim.all_of(
             [
                 sim.send(
                     d.id, "downlink", "adapter_download", self.costs[d.id].adapter_bytes, round=r
                 )
-                for d in sim.world.devices
+                for d in devices
             ]
         )
         sim.free(SERVER, "adapters", total, "uploaded adapters averaged and sent")
