@@ -156,3 +156,34 @@ def round_energy_j(
                                    np.full(s_starts.size, sproc.power_busy_w - sproc.power_idle_w),
                                    round_bounds)
     return [float(x) for x in total]
+
+
+def span_energy_j(trace: pd.DataFrame, world: World) -> pd.Series:
+    """Joules of each span's activity (idle power excluded), aligned with ``trace``'s index.
+
+    A device compute span costs its processor's busy power × duration, an uplink (downlink) span
+    the radio's transmit (receive) power × duration, a server span the server's busy power ×
+    duration, scaled so that overlapping server spans (sfl_v1) add up to the union's energy;
+    queue waits cost nothing here. Per device, compute and radio spans add up to the summary's
+    ``compute_energy_j + radio_tx_energy_j + radio_rx_energy_j``.
+    """
+    if not len(trace):
+        return pd.Series(np.zeros(0), index=trace.index, name="energy_j")
+    radio = world.scenario.channel.radio
+    busy_w = {d.id: d.processor.power_busy_w for d in world.devices}
+    res = trace["resource"].to_numpy(dtype=object)
+    dev = trace["device"].to_numpy(dtype=object)
+    dur = (trace["end_s"] - trace["start_s"]).to_numpy(np.float64)
+    power = np.zeros(len(trace))
+    on_device = res == "device"
+    power[on_device] = [busy_w.get(x, 0.0) for x in dev[on_device]]
+    power[res == "uplink"] = radio.tx_w
+    power[res == "downlink"] = radio.rx_w
+    is_server = res == "server"
+    if is_server.any():
+        s, e = _merged(trace["start_s"].to_numpy(np.float64)[is_server],
+                       trace["end_s"].to_numpy(np.float64)[is_server])
+        total = float(dur[is_server].sum())
+        share = float((e - s).sum()) / total if total > 0 else 0.0
+        power[is_server] = world.server.processor.power_busy_w * share
+    return pd.Series(power * dur, index=trace.index, name="energy_j")

@@ -178,3 +178,23 @@ def test_population_counts_the_devices_that_took_part(tiny) -> None:
         sum(d["energy_j"] for d in s["devices"].values()), rel=1e-12)
     # per round, only the round's participants compute; idle runs over every counted device
     assert sum(s["round_energy_j"]) == pytest.approx(s["total_energy_j"], rel=1e-9)
+
+
+@pytest.mark.parametrize("scheme", ["memsfl", "sfl_v1", "fedlora"])
+def test_span_energies_add_up_to_the_summary(tiny, scheme) -> None:
+    from sfsim.energy import span_energy_j
+    from sfsim.world import build_world
+
+    tiny = _powered(tiny)
+    tiny["training"]["scheme"] = scheme
+    s = resolve(parse_scenario(tiny))
+    res = simulate(s)
+    e = span_energy_j(res.trace, build_world(s))
+    assert len(e) == len(res.trace) and (e >= 0).all()
+    for dev, d in res.summary["devices"].items():
+        mine = e[(res.trace["device"] == dev) & (res.trace["resource"] != "server")
+                 & (res.trace["resource"] != "server_queue")].sum()
+        active = d["compute_energy_j"] + d["radio_tx_energy_j"] + d["radio_rx_energy_j"]
+        assert mine == pytest.approx(active, rel=1e-9)
+    server = e[res.trace["resource"] == "server"].sum()
+    assert server == pytest.approx(res.summary["server_compute_energy_j"], rel=1e-9)
