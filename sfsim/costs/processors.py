@@ -75,18 +75,18 @@ def cost_model_params(
     if model != "profiled":
         return {}
     params: dict[str, Any] = {"profile_dir": profile_dir} if profile_dir else {}
-    name, where = reference, "costs.reference"
+    name, where = reference, ""
     if name is None:
         from sfsim.costs.profiled import measured_on
 
         meta_name, meta_file = measured_on(profile_dir, arch)
         if meta_name is not None:
-            name, where = meta_name, f"{meta_file}: processor (the profile's metadata)"
+            name, where = meta_name, f" (named by the profile's metadata {meta_file})"
     if name is None:
         name = DEFAULT_REFERENCE
     if name not in procs:
         known = ", ".join(sorted(procs))
-        raise InputError(f"unknown processor {name!r} (named by {where}); known: {known}",
+        raise InputError(f"unknown processor {name!r}{where}; known: {known}",
                          key="costs.reference")
     if profile_dir is None and name != DEFAULT_REFERENCE:
         raise InputError(f"sfsim ships profiles measured on {DEFAULT_REFERENCE} only; set "
