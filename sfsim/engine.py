@@ -26,6 +26,7 @@ import numpy as np
 import simpy
 
 from sfsim.faults import FaultPlan, plan_for
+from sfsim import fleetdata
 from sfsim.world import World
 
 MEMORY_KINDS = (
@@ -312,6 +313,7 @@ class Sim:
         self.events = EventLog()
         self._slow_rng: np.random.Generator = np.random.default_rng(world.seeds.variability)
         self.scheduler_rng: np.random.Generator = np.random.default_rng(world.seeds.scheduler)
+        self._persistent = fleetdata.has_persistent_factors(world.scenario)
         # compute-speed traces (sfsim.traces): looked up per compute only when a scenario has one
         self._speed_traced = world.scenario.traces.compute is not None
         #: outages and server slowdowns (sfsim.faults); None: no faults, nothing changes
@@ -368,8 +370,9 @@ class Sim:
             lock.cancel(request)
             raise
         start = float(env.now)
-        # the persistent factor (variability.device / server_factor; 1.0 leaves it bit-equal)
-        duration = seconds * (self.slowdown() if vary else 1.0) * self.world.compute_factor(owner)
+        duration = seconds * (self.slowdown() if vary else 1.0)
+        if self._persistent:  # variability.device / server_factor / devices[].slowdown
+            duration *= self.world.compute_factor(owner)
         if self._speed_traced:  # integrate the nominal work over the device's speed trace
             profile = self.world.speed_profile(owner)
             if profile is not None:

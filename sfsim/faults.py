@@ -19,6 +19,10 @@ split into child streams so that one kind of fault never shifts another's draws:
 * server slowdown: one Poisson process of episodes (child ``SERVER``) during which the server
   computes ``factor`` times slower (`Episodes.work_duration`: the work is integrated over them).
 
+* availability (``faults.availability: true`` with a ``traces.availability`` file): a device
+  offline at a round's start drops before it, one whose window ends during the round drops then
+  (reason ``offline``); without the switch the windows are read but not acted on.
+
 What happens to a dropped device is the scheme's business (the synchronous schemes: its round
 process is interrupted, its memory freed, its queued server tasks withdrawn). The summary's
 ``faults`` block (`summarize`) is derived from the event log's ``drop`` and ``aggregate`` rows,
@@ -155,6 +159,7 @@ class FaultPlan:
             self.server = Episodes(ss.rate_per_hour / 3600.0, ss.mean_duration_s,
                                    np.random.default_rng(_child(seed, SERVER_SLOW)))
         self.server_factor = ss.factor
+        self.availability = self.cfg.availability
         d = self.cfg.dropout
         self.dropouts = d.before > 0 or d.during > 0
         #: per round, each scheduled device's samples (filled by `RoundRun`)
@@ -203,18 +208,19 @@ class FaultPlan:
 
 def requested(s: Scenario) -> bool:
     """Whether the scenario's ``faults`` section, a deadline or partial aggregation is set (an
-    availability trace alone is not a request: schemes without faults ignore it)."""
+    availability trace alone is not: it is acted on with ``faults.availability: true``)."""
     f = s.faults
     return bool(f.dropout.before > 0 or f.dropout.during > 0
                 or f.link_outage.rate_per_hour > 0
                 or (f.server_slowdown.rate_per_hour > 0 and f.server_slowdown.factor > 1.0)
                 or s.training.round_deadline_s is not None
-                or s.training.aggregation == "partial")
+                or s.training.aggregation == "partial"
+                or f.availability)
 
 
 def active(s: Scenario) -> bool:
-    """Whether the run has a fault plan: faults requested, or an availability trace."""
-    return requested(s) or s.traces.availability is not None
+    """Whether the run has a fault plan."""
+    return requested(s)
 
 
 def plan_for(world: World) -> FaultPlan | None:
@@ -357,7 +363,7 @@ class RoundRun:
         self.present: list[DeviceSpec] = []
         self.offline_at: dict[str, float] = {}
         for d in devices:
-            until = online_until(world, d, self.start_s)
+            until = online_until(world, d, self.start_s) if plan.availability else math.inf
             if until is None:
                 self._log(d, "offline")
             elif d.id in self.rf.before:

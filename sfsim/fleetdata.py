@@ -103,8 +103,8 @@ def epoch_work_problem(s: Scenario, samples: Any, batch: Any,
     limit = s.limits.max_device_iterations
     if work <= limit:
         return None
-    return (f"{s.training.rounds} rounds × {per_round} iterations per round ({what} at "
-            f"{epochs_of(s):g} epochs of their samples) = {work} device iterations, above the "
+    return (f"{s.training.rounds} rounds × {per_round} iterations per round ({what}, "
+            f"local_epochs {epochs_of(s):g}) = {work} device iterations, above the "
             f"limit of {limit}; lower them, or raise limits.max_device_iterations if you mean it")
 
 
@@ -236,3 +236,11 @@ def add_to_summary(summary: dict[str, Any], world: World,
         summary["devices"].setdefault(dev, {}).update(figures)
     if aggregates or counted is not None:
         summary["fedavg_weights"] = fedavg_weights(world.devices)
+
+
+def has_persistent_factors(s: Scenario) -> bool:
+    """Whether any compute of a run can have a persistent factor other than 1 (the engine skips
+    the per-compute lookup otherwise)."""
+    v = s.variability
+    return (v.device.model != "none" or v.server_factor != 1.0
+            or any(d.slowdown is not None for d in s.devices))

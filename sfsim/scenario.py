@@ -479,6 +479,9 @@ class FaultsCfg(Section):
     dropout: DropoutCfg = Field(default_factory=DropoutCfg)
     link_outage: EpisodesCfg = Field(default_factory=EpisodesCfg)  # per device: link down
     server_slowdown: ServerSlowdownCfg = Field(default_factory=ServerSlowdownCfg)
+    # devices follow traces.availability: offline at a round's start, a device drops before it;
+    # going offline during a round, it drops then
+    availability: bool = False
 
 
 class SeedsCfg(Section):
@@ -613,6 +616,9 @@ class Scenario(Section):
             raise _KeyError("training.round_deadline_s", "a deadline cuts late devices off, so "
                             "the round aggregates only those that finished: set "
                             "training.aggregation: partial")
+        if self.faults.availability and self.traces.availability is None:
+            raise _KeyError("faults.availability", "true, but no traces.availability file gives "
+                            "the windows")
         return self
 
     def _check_work(self) -> None:

@@ -249,6 +249,8 @@ def resolved_devices(s: Scenario) -> list[DeviceCfg]:
         from sfsim.fleet_target import trim_to_target  # meets the target
 
         devices = trim_to_target(s, devices, len(s.devices))
+    if s.fleet is not None:  # a generated fleet's counts are drawn now: the limit on the work
+        fleetdata.check_epoch_work(s, [d.samples for d in devices], [d.batch_size for d in devices])
     return devices
 
 
@@ -547,8 +549,6 @@ def build_world(s: Scenario) -> World:
         cfgs = resolved_devices(s)
         link_seeds = seeds.channel.spawn(len(cfgs))
         devices = [_device_spec(d, s, procs, ss) for d, ss in zip(cfgs, link_seeds, strict=True)]
-        if s.training.local_work == "epochs" and s.fleet is not None:  # counts drawn just now
-            fleetdata.check_epoch_work(s, [d.samples for d in cfgs], [d.batch_size for d in cfgs])
     if s.traces.compute or s.traces.links or s.traces.availability:
         devices = _traced(s, devices)
     sproc = procs[s.server.processor]

@@ -452,3 +452,15 @@ def test_new_keys_accept_exactly_their_bounds(path, value):
         assert 1 <= dev.samples <= 10**9
         assert 1e-3 <= dev.slowdown <= 1e3 and math.isfinite(dev.slowdown)
     assert parse_scenario(yaml.safe_load(dump_scenario(resolved))) == resolved
+
+
+def test_cli_refuses_a_drawn_fleet_over_the_work_limit(write_yaml, cli, tmp_path):
+    d = _epochs(base(), 5.0)
+    d["fleet"] = {**FLEET, "samples": {"dist": "lognormal", "median": 10**5, "sigma": 1.0}}
+    path = write_yaml(d)
+    for args in (("validate", path), ("run", path, "--out", tmp_path / "out")):
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith(f"error: {path}: training.local_epochs: ")
+        assert "Traceback" not in result.output and "internal error" not in result.output
+    assert not (tmp_path / "out").exists()

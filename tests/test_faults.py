@@ -18,7 +18,7 @@ from sfsim.faults import Episodes, RoundFaults
 from sfsim.run import resolve, simulate
 from sfsim.scenario import Scenario
 from sfsim.world import build_world
-from tests.conftest import TINY
+from tests.conftest import ROOT, TINY
 
 SYNC_SCHEMES = ("memsfl", "sfl_v2", "splitlora", "sfl_v1", "fedlora")
 
@@ -288,3 +288,63 @@ def test_fast_path_falls_back_under_faults() -> None:
     res = run(d, fast="auto")
     assert res.summary["engine_path"] == "event"
     assert "faults" in res.summary
+
+
+# ---- availability windows (traces.availability, faults.availability) -------------------------
+
+
+def test_availability_windows_drop_devices(tmp_path: Any) -> None:
+    csv = tmp_path / "availability.csv"
+    csv.write_text("device,start_s,end_s\nd0,0,0.01\nd1,5,10\n")
+    d = fleet(3, rounds=1, k=3)
+    d["traces"] = {"availability": str(csv)}
+    quiet = run(d)  # windows read, not acted on
+    assert "faults" not in quiet.summary
+    d["faults"] = {"availability": True}
+    res = run(d)
+    ev = res.events
+    drops = ev[ev["kind"] == "drop"].set_index("device")
+    assert drops.loc["d0", "detail"] == "offline"
+    assert drops.loc["d0", "time_s"] == pytest.approx(0.01)
+    assert drops.loc["d1", "detail"] == "offline" and drops.loc["d1", "time_s"] == 0.0
+    assert by_round(ev, "aggregate")[0] == {"d2"}
+    assert res.summary["faults"]["devices_dropped"]["offline"] == 2
+    assert not (res.trace["device"] == "d1").any()  # never started
+
+
+def test_availability_needs_a_trace() -> None:
+    d = fleet(2)
+    d["faults"] = {"availability": True}
+    with pytest.raises(ValueError, match=r"traces\.availability"):
+        Scenario.model_validate(d)
+
+
+FAULT_SCENARIOS = sorted((ROOT / "scenarios" / "faults").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", FAULT_SCENARIOS, ids=[p.stem for p in FAULT_SCENARIOS])
+def test_fault_scenarios_run(path: Any) -> None:
+    from sfsim.scenario import load_scenario
+
+    s = load_scenario(path)
+    res = simulate(resolve(s))
+    f = res.summary["faults"]
+    assert f["reconciles"]
+    dropped = f["devices_dropped"]
+    kind = path.stem
+    if kind == "dropout_before":
+        assert dropped["before_round"] > 0
+    elif kind == "dropout_during":
+        assert dropped["during_round"] > 0 and f["wasted_device_s"] > 0
+    elif kind == "deadline_partial":
+        assert dropped["deadline"] > 0
+        assert max(res.summary["round_s"]) < 1.2 + 0.5
+    else:  # outages, slowdowns: nobody drops, rounds get longer than without the faults
+        assert sum(dropped.values()) == 0
+        plain = simulate(resolve(s.model_copy(update={"faults": type(s.faults)()})))
+        assert res.summary["makespan_s"] > plain.summary["makespan_s"]
+
+
+def test_fault_scenarios_exist() -> None:
+    assert {p.stem for p in FAULT_SCENARIOS} >= {
+        "dropout_before", "dropout_during", "link_outage", "server_slowdown", "deadline_partial"}
