@@ -321,6 +321,14 @@ class Sim:
         # Each device computes one thing at a time and each link carries one transfer at a time.
         self._busy: dict[tuple[str, str], _Lock] = {}
         self.notes: dict[str, Any] = {}
+        # channel.access: shared (sfsim.channel): one cell per direction; None: dedicated bands
+        self._cells: dict[str, Any] | None = None
+        if world.scenario.channel.access == "shared":
+            from sfsim.channel import make_cells
+
+            self._cells = make_cells(self.env, world.scenario.channel.sharing, self.faults)
+        #: bytes sent once per broadcast (channel.broadcast_downlink), counted on the cell
+        self.broadcast_bytes = 0.0
 
     @property
     def now(self) -> float:
@@ -401,6 +409,9 @@ class Sim:
         iteration: int = -1,
     ) -> Proc:
         """Move ``nbytes`` over ``device``'s uplink or downlink and record a span."""
+        if self._cells is not None:  # a shared cell (sfsim.channel); dedicated: below
+            return (yield from self._through_cell(
+                [device], direction, phase, nbytes, round=round, iteration=iteration))
         spec = self.world.device(device)
         link = spec.uplink if direction == "uplink" else spec.downlink
         env = self.env
@@ -425,6 +436,67 @@ class Sim:
             round, iteration, device, phase, direction, start, float(env.now), nbytes, 0.0
         )
         lock.release()
+
+    def broadcast(self, devices: list[str], phase: str, nbytes: float, *, round: int) -> Proc:
+        """One downlink transmission of ``nbytes`` that every device in ``devices`` receives.
+
+        It waits for every receiver's downlink, then moves at the rate of the worst receiver's
+        link (the longest transfer from this start); each receiver gets a span with the same
+        start and end and ``nbytes``; the cell carried them once (`broadcast_bytes`).
+        """
+        if not devices:
+            return
+        self.broadcast_bytes += nbytes
+        if self._cells is not None:
+            yield from self._through_cell(devices, "downlink", phase, nbytes, round=round,
+                                          iteration=-1)
+            return
+        locks = [self._resource(d, "downlink") for d in devices]
+        yield self.env.all_of([lock.acquire() for lock in locks])
+        start = float(self.env.now)
+        duration = max(self.world.device(d).downlink.duration_s(nbytes, start) for d in devices)
+        yield self.env.timeout(duration)
+        end = float(self.env.now)
+        for d, lock in zip(devices, locks, strict=True):
+            self.trace.record(round, -1, d, phase, "downlink", start, end, nbytes, 0.0)
+            lock.release()
+
+    def _through_cell(self, devices: list[str], direction: str, phase: str, nbytes: float, *,
+                      round: int, iteration: int) -> Proc:
+        """A transfer through the shared cell of ``direction`` (several devices: a broadcast)."""
+        from sfsim.channel import Job
+
+        env = self.env
+        locks = [self._resource(d, direction) for d in devices]
+        requests = [lock.acquire() for lock in locks]
+        try:
+            yield requests[0] if len(requests) == 1 else env.all_of(requests)
+        except simpy.Interrupt:  # the device dropped out while waiting (sfsim.faults)
+            for lock, request in zip(locks, requests, strict=True):
+                lock.cancel(request)
+            raise
+        start = float(env.now)
+        links = [getattr(self.world.device(d), direction) for d in devices]
+        if len(links) == 1:
+            link = links[0]
+        else:  # a broadcast moves at the rate of the worst receiver
+            link = max(links, key=lambda lk: lk.duration_s(nbytes, start))
+        job = Job(link, nbytes, devices[0] if len(devices) == 1 else "")
+        cell = self._cells[direction]  # type: ignore[index]
+        try:
+            if nbytes > 0:
+                yield from cell.transfer(job)
+        except simpy.Interrupt:  # dropped out mid-transfer: the part sent is recorded
+            now = float(env.now)
+            for d, lock in zip(devices, locks, strict=True):
+                self.trace.record(round, iteration, d, phase, direction, start, now,
+                                  nbytes * job.sent_fraction, 0.0)
+                lock.release()
+            raise
+        end = float(env.now)
+        for d, lock in zip(devices, locks, strict=True):
+            self.trace.record(round, iteration, d, phase, direction, start, end, nbytes, 0.0)
+            lock.release()
 
     def _cut(self, lock: _Lock, start: float, duration: float, round: int, iteration: int,
              device: str, phase: str, resource: str, nbytes: float, flops: float) -> None:

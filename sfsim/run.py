@@ -155,6 +155,8 @@ def simulate(
     if "population" in sim.notes:  # population size and each round's participants
         summary["population"] = sim.notes["population"]
         summary["participants"] = sim.notes["participants"]
+    if s.channel.broadcast_downlink:  # bytes the cell carried once per broadcast (sfsim.channel)
+        summary["broadcast_bytes"] = sim.broadcast_bytes
     scheme_notes = {
         k: v for k, v in sim.notes.items()
         if k not in ("plans", "population", "participants", "rolling")

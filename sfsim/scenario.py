@@ -347,6 +347,14 @@ class ChannelCfg(Section):
     fading: Literal["rayleigh", "none"] = "rayleigh"
     coherence_ms: Annotated[float, Field(ge=1e-3, le=1e9)] = 10.0  # 1 µs .. ~11.6 days
     radio: RadioCfg = Field(default_factory=RadioCfg)  # energy only: never changes a time
+    # Shared cell (sfsim/channel.py, docs/channel.md): "dedicated" gives each device its own band;
+    # "shared" makes concurrent uploads (downloads) divide the cell: "equal" fixes a transfer's
+    # rate at its start to 1/n of its link's, "fluid" re-divides the band B/n on every change.
+    access: Literal["dedicated", "shared"] = "dedicated"
+    sharing: Literal["equal", "fluid"] = "equal"
+    # The round's averaged adapters go down as one broadcast per group of equal adapters, at the
+    # rate of the worst receiver's downlink (split schemes, fedlora).
+    broadcast_downlink: bool = False
 
 
 class PipelineCfg(Section):

@@ -149,9 +149,14 @@ class FedLoRA(Scheme):
         sim.free(SERVER, "adapters", uploaded, "uploaded adapters averaged")
         for d in devices:
             sim.log("aggregate", round=r, device=d.id, value=d.samples)
-        yield sim.all_of([
-            sim.send(d.id, "downlink", "adapter_download", self.costs[d.id].adapter_bytes,
-                     round=r)
-            for d in devices
-        ])
+        if sim.world.scenario.channel.broadcast_downlink:  # one send reaches every device
+            from sfsim.schemes.split import broadcast_adapters
+
+            yield from broadcast_adapters(sim, r, devices, self.costs)
+        else:
+            yield sim.all_of([
+                sim.send(d.id, "downlink", "adapter_download", self.costs[d.id].adapter_bytes,
+                         round=r)
+                for d in devices
+            ])
         sim.free(SERVER, "adapters", averaged, "averaged adapters broadcast")

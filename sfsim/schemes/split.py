@@ -365,15 +365,34 @@ class SplitScheme(Scheme):
         )
         for d in devices:
             sim.log("aggregate", round=r, device=d.id, value=d.samples)
-        yield sim.all_of(
-            [
-                sim.send(
-                    d.id, "downlink", "adapter_download", self.costs[d.id].adapter_bytes, round=r
-                )
-                for d in devices
-            ]
-        )
+        if sim.world.scenario.channel.broadcast_downlink:  # devices with equal parts: one send
+            yield from broadcast_adapters(sim, r, devices, self.costs)
+        else:
+            yield sim.all_of(
+                [
+                    sim.send(
+                        d.id, "downlink", "adapter_download", self.costs[d.id].adapter_bytes,
+                        round=r,
+                    )
+                    for d in devices
+                ]
+            )
         sim.free(SERVER, "adapters", total, "uploaded adapters averaged and sent")
+
+
+def broadcast_adapters(sim: Sim, r: int, devices: list[DeviceSpec], costs: dict) -> Proc:
+    """Send the averaged adapters as one broadcast per group of devices with the same bytes.
+
+    After FedAvg, devices whose adapter parts have the same size (the same cut) hold the same
+    averaged part: one transmission reaches them all (docs/channel.md). The groups go out
+    concurrently, as the unicasts would.
+    """
+    groups: dict[float, list[str]] = {}
+    for d in devices:
+        groups.setdefault(costs[d.id].adapter_bytes, []).append(d.id)
+    yield sim.all_of(
+        [sim.broadcast(ids, "adapter_download", nbytes, round=r) for nbytes, ids in groups.items()]
+    )
 
 
 def alloc_server_lora(sim: Sim, n_blocks: int, what: str) -> None:
