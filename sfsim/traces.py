@@ -111,11 +111,11 @@ class Piecewise:
             return float(self.cum[-1] / self.period)
         return float(self.cum[-1] / self.times[-1])
 
-    def span_end(self, amount: float, start: float) -> tuple[float, bool]:
-        """(T, exact) with ``∫_start^T f = amount``; ``exact``: T - start is ``amount / f``.
+    def span_end(self, amount: float, start: float) -> tuple[float, float | None]:
+        """(T, f) with ``∫_start^T f = amount``; ``f``: the value when one piece holds it all.
 
         When the amount fits in the piece that holds ``start`` the caller may use
-        ``amount / f(start)`` as the duration (no rounding from ``start + x - start``).
+        ``amount / f`` as the duration (no rounding from ``start + x - start``); else f is None.
         """
         phase, base = start, 0.0
         if self.period is not None:
@@ -131,17 +131,17 @@ class Piecewise:
         rate = float(self.values[k])
         room = (end - phase) * rate
         if amount <= room:
-            return start + amount / rate, True
+            return start + amount / rate, rate
         left = amount - room
         if self.period is None:  # the rest from piece k + 1 on (k < last: end is finite)
             target = float(self.cum[k + 1]) + left
             j = min(int(np.searchsorted(self.cum, target, side="right")) - 1, last)
-            return float(self.times[j] + (target - self.cum[j]) / self.values[j]), False
+            return float(self.times[j] + (target - self.cum[j]) / self.values[j]), None
         rest = float(self.cum[-1] - self.cum[k + 1])  # the rest of this period
         if left <= rest:
             target = float(self.cum[k + 1]) + left
             j = min(int(np.searchsorted(self.cum[:-1], target, side="right")) - 1, last)
-            return float(base + self.times[j] + (target - self.cum[j]) / self.values[j]), False
+            return float(base + self.times[j] + (target - self.cum[j]) / self.values[j]), None
         left -= rest
         base += self.period
         per = float(self.cum[-1])
@@ -149,9 +149,9 @@ class Piecewise:
         left -= whole * per
         base += whole * self.period
         if left <= 0.0:
-            return base, False
+            return base, None
         j = min(int(np.searchsorted(self.cum[:-1], left, side="right")) - 1, last)
-        return float(base + self.times[j] + (left - self.cum[j]) / self.values[j]), False
+        return float(base + self.times[j] + (left - self.cum[j]) / self.values[j]), None
 
 
 class SpeedProfile:
@@ -166,8 +166,8 @@ class SpeedProfile:
         """Wall time of ``seconds`` of nominal work started at ``start_s``."""
         if seconds <= 0:
             return 0.0
-        end, exact = self.speed.span_end(seconds, start_s)
-        return seconds / self.speed.value_at(start_s) if exact else end - start_s
+        end, speed = self.speed.span_end(seconds, start_s)
+        return seconds / speed if speed is not None else end - start_s
 
     def mean_speed(self) -> float:
         return self.speed.mean()
@@ -193,9 +193,9 @@ class TraceLink:
             return 0.0
         bits = 8.0 * nbytes
         t = start_s + self.latency_s
-        end, exact = self.rate.span_end(bits, t)
-        if exact:
-            return self.latency_s + bits / self.rate.value_at(t)
+        end, rate = self.rate.span_end(bits, t)
+        if rate is not None:
+            return self.latency_s + bits / rate
         return end - start_s
 
     def rate_bps(self, t_s: float) -> float:
