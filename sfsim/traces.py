@@ -28,6 +28,7 @@ physical values in the bounds below, sorted times. Errors name the file, the col
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import stat
@@ -219,7 +220,8 @@ class Availability:
 
     def online(self, t: float) -> bool:
         phase = t % self.period_s if self.period_s is not None else t
-        return any(a <= phase < b for a, b in self.windows)
+        k = bisect.bisect_right(self.windows, (phase, math.inf)) - 1  # last window starting <= t
+        return k >= 0 and phase < self.windows[k][1]
 
     def windows_until(self, horizon_s: float) -> list[tuple[float, float]]:
         """The windows that start before ``horizon_s`` (repeated ones included, merged)."""
