@@ -218,6 +218,17 @@ def requested(s: Scenario) -> bool:
                 or f.availability)
 
 
+def check_scheme(s: Scenario, scheme: Any) -> None:
+    """InputError (key ``faults``) when the scenario asks for faults its scheme does not model."""
+    if requested(s) and not scheme.supports_faults:
+        from sfsim.errors import InputError
+
+        raise InputError(f"scheme {scheme.name!r} does not model faults yet (it streams without "
+                         "rounds of devices that can drop); remove the faults section, "
+                         "training.round_deadline_s and training.aggregation: partial",
+                         key="faults")
+
+
 def active(s: Scenario) -> bool:
     """Whether the run has a fault plan."""
     return requested(s)

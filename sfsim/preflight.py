@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sfsim import faults
 from sfsim.engine import SERVER, Sim
 from sfsim.errors import InputError
 from sfsim.scenario import Scenario
@@ -110,6 +111,7 @@ def preflight(s: Scenario, *, dry_round: bool = True) -> Preflight:
     """Run every input check of ``run`` on a resolved scenario; InputError on the first problem."""
     world = build_world(s)
     cls = scheme_class(s.training.scheme, key="training.scheme")
+    faults.check_scheme(s, cls)  # a streaming scheme refuses faults (sfsim/faults.py)
     sched_name = cls.fixed_scheduler or s.scheduler.name
     sched_params = {} if cls.fixed_scheduler else dict(s.scheduler.params)
     try:

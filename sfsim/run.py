@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from sfsim import __version__, estimators, fastpath, faults, fleetdata
 from sfsim.engine import SERVER, Proc, Sim
-from sfsim.errors import InfeasibleError, InputError
+from sfsim.errors import InfeasibleError
 from sfsim.results import (
     RunResult,
     events_frame,
@@ -101,11 +101,7 @@ def simulate(
     t0 = time.perf_counter()
     world = build_world(s)
     cls = scheme_class(s.training.scheme, key="training.scheme")
-    if faults.requested(s) and not cls.supports_faults:
-        raise InputError(f"scheme {cls.name!r} does not model faults yet (it streams without "
-                         "rounds of devices that can drop); remove the faults section, "
-                         "training.round_deadline_s and training.aggregation: partial",
-                         key="faults")
+    faults.check_scheme(s, cls)  # streaming schemes refuse faults they do not model
     sched_name = cls.fixed_scheduler or s.scheduler.name
     sched_params = {} if cls.fixed_scheduler else s.scheduler.params
     scheduler = get_scheduler(sched_name, **sched_params)

@@ -348,3 +348,19 @@ def test_fault_scenarios_run(path: Any) -> None:
 def test_fault_scenarios_exist() -> None:
     assert {p.stem for p in FAULT_SCENARIOS} >= {
         "dropout_before", "dropout_during", "link_outage", "server_slowdown", "deadline_partial"}
+
+
+def test_validate_refuses_faults_for_streaming_schemes(tiny: dict[str, Any], write_yaml: Any,
+                                                        cli: Any) -> None:
+    from sfsim.schemes import scheme_class
+
+    if scheme_class("fedmobillm").supports_faults:
+        pytest.skip("fedmobillm models faults now")
+    tiny["training"]["scheme"] = "fedmobillm"
+    tiny["faults"] = {"dropout": {"before": 0.1}}
+    path = write_yaml(tiny)
+    for command in ("validate", "run"):
+        args = [command, path] + (["--out", str(path.parent / "out")] if command == "run" else [])
+        result = cli(*args)
+        assert result.exit_code == 2
+        assert "faults" in result.output and "Traceback" not in result.output
