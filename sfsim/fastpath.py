@@ -47,6 +47,9 @@ _SAME_AS_SPLIT = (
 
 def why_not(sim: Sim, scheme: Scheme, scheduler: Scheduler) -> str | None:
     """None when rounds have a closed form for this run, else the reason why not."""
+    if scheme.continuous(sim):
+        return (f"scheme {scheme.name!r} runs without round barriers (no closed form per "
+                "round: rounds are bookkeeping of a continuous run)")
     if not isinstance(scheme, MemSFL):
         return f"scheme {scheme.name!r} is not a sequential-server split scheme with a plan"
     for name in _SAME_AS_SPLIT:

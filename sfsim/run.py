@@ -125,6 +125,9 @@ def simulate(
     bounds: list[tuple[float, float]] = []
 
     def main() -> Proc:
+        if scheme.continuous(sim):  # no round barriers: rounds are bookkeeping (docs/async.md)
+            yield sim.env.process(scheme.run_all(sim, bounds, on_round))
+            return
         for r in range(world.rounds):
             start = sim.now
             yield sim.env.process(driver.round(r))

@@ -363,6 +363,7 @@ class PipelineCfg(Section):
     buffer_batches: SmallInt = 2  # a device's forward outputs not yet consumed by the server
     max_inflight: SmallInt = 2  # splitfrozen: batches forwarded on the server, backward pending
     backward_chunk_blocks: SmallInt = 1  # splitfrozen: blocks per backward stage
+    barrier: bool = False  # splitfrozen: drain the pipeline at every round (docs/async.md)
 
 
 class FedMobiLLMCfg(Section):

@@ -20,6 +20,7 @@ plugin can never replace a built-in. See ``docs/schemes.md`` ("Writing a scheme"
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import ClassVar, TypeVar
 
 from sfsim.engine import Proc, Sim
@@ -42,6 +43,17 @@ class Scheme(abc.ABC):
 
     def __init__(self, scheduler: Scheduler):
         self.scheduler = scheduler
+
+    def continuous(self, sim: Sim) -> bool:
+        """True when this run has no round barriers: the run calls `run_all` once instead of
+        `round` per round (docs/async.md). Default: False (the per-round path)."""
+        return False
+
+    def run_all(self, sim: Sim, bounds: list[tuple[float, float]],
+                on_round: Callable[[int, int], None] | None = None) -> Proc:
+        """The whole training as one SimPy process, for a scheme whose `continuous` is True:
+        appends each bookkeeping round's (start, end) to ``bounds`` as the round ends."""
+        raise NotImplementedError(f"scheme {self.name!r} has no continuous run")
 
     @abc.abstractmethod
     def setup(self, sim: Sim) -> None:

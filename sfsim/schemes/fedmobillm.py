@@ -26,6 +26,7 @@ simulator does not model: compare wall-clock time for the same number of steps i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sfsim.costs import ARCHS, ModelArch, Op, Workload, get_arch
@@ -170,7 +171,93 @@ class FedMobiLLM(Scheme):
         sim.alloc(SERVER, "adapters", fp.FP32 * params, "side network + alignment layers")
         sim.alloc(SERVER, "optimizer", moments * fp.FP32 * params, "side network optimizer")
 
+    def continuous(self, sim: Sim) -> bool:
+        """No round barriers, except in a population (each round's participants are set up,
+        run and released in turn: the per-round path below, documented in docs/async.md)."""
+        return sim.world.population is None
+
+    def run_all(self, sim: Sim, bounds: list[tuple[float, float]],
+                on_round: Callable[[int, int], None] | None = None) -> Proc:
+        """The whole training without round barriers (docs/async.md).
+
+        Each device streams its fresh batches (``min(n_batches, rounds × K_d)``, each uploaded
+        once) at its own pace. The server takes fresh batches in arrival order; with none
+        waiting it replays cached batches (later epochs) of a device whose fresh batches it has
+        all trained on, the one with the fewest steps so far first. It takes ``rounds × K_d``
+        steps per device in all; bookkeeping round r ends when it has taken ``(r + 1) × Σ K_d``.
+        """
+        world = sim.world
+        buffer = world.scenario.training.pipeline.buffer_batches
+        mailbox = Mailbox(sim)
+        order = [d.id for d in world.devices]
+        k_of = {d.id: world.iterations(d) for d in world.devices}
+        total = {d: world.rounds * k for d, k in k_of.items()}
+        n_data = {d: self.costs[d].n_batches for d in order}
+        fresh = {d: min(n_data[d], total[d]) for d in order}
+        arrived: dict[str, dict[int, float]] = {d: {} for d in order}  # batch -> arrival time
+        streams: dict[str, DeviceStream] = {}
+
+        def arrive(a: Arrival) -> None:
+            nbytes = self.costs[a.device].device.up_bytes
+            sim.alloc(SERVER, "cache", nbytes, f"{a.device} tapped activations + labels")
+            self.cached_bytes += nbytes
+            arrived[a.device][a.round * k_of[a.device] + a.iteration] = a.arrival_s
+            streams[a.device].release()  # the batch is in the cache: the device has room again
+            mailbox.put(a)
+
+        for d in order:
+            streams[d] = DeviceStream(sim, d, buffer, arrive)
+            k = k_of[d]
+            sim.env.process(streams[d].run(0, [s % k for s in range(fresh[d])],
+                                           self.costs[d].device,
+                                           rounds=[s // k for s in range(fresh[d])]))
+        per_round = sum(k_of.values())
+        done = dict.fromkeys(order, 0)  # server steps per device
+        trained_fresh = dict.fromkeys(order, 0)
+        start = sim.now
+        for step in range(world.rounds * per_round):
+            r = step // per_round  # the bookkeeping round this step belongs to
+            while True:
+                if mailbox.waiting:
+                    a = mailbox.waiting.pop(0)
+                    dev, s = a.device, a.round * k_of[a.device] + a.iteration
+                    trained_fresh[dev] += 1
+                    sim.wait_span(dev, "queue_wait", "server_queue", a.arrival_s, round=r,
+                                  iteration=s % k_of[dev])
+                    break
+                ready = [d for d in order if trained_fresh[d] == fresh[d] and done[d] < total[d]]
+                if ready:  # nothing new waiting: train from the cache
+                    dev = min(ready, key=lambda d: done[d])
+                    s = done[dev]
+                    break
+                yield mailbox.next_arrival()
+            batch = s % n_data[dev]
+            sim.log("update", round=r, device=dev, iteration=batch,
+                    value=sim.now - arrived[dev][batch],
+                    detail=f"epoch={s // n_data[dev]} versions=0")
+            done[dev] += 1
+            yield from self._step(sim, r, dev, s % k_of[dev])
+            if (step + 1) % per_round == 0:
+                bounds.append((start, sim.now))
+                start = sim.now
+                if on_round is not None:
+                    on_round(r + 1, world.rounds)
+        sim.free(SERVER, "cache", self.cached_bytes, "training done: cache dropped")
+
+    def _step(self, sim: Sim, r: int, device: str, iteration: int) -> Proc:
+        """One side-network step on one of ``device``'s cached batches."""
+        c = self.costs[device]
+        sim.alloc(SERVER, "activations", c.saved_bytes, f"{device} side activations")
+        yield from sim.compute(SERVER, "server_fwd", c.srv_fwd_s, round=r, iteration=iteration,
+                               flops=c.srv_fwd_flops, resource="server", device=device)
+        sim.alloc(SERVER, "gradients", c.grad_bytes, f"{device} side gradients")
+        yield from sim.compute(SERVER, "server_bwd", c.srv_bwd_s, round=r, iteration=iteration,
+                               flops=c.srv_bwd_flops, resource="server", device=device)
+        sim.free(SERVER, "gradients", c.grad_bytes, f"{device} side gradients")
+        sim.free(SERVER, "activations", c.saved_bytes, f"{device} side activations")
+
     def round(self, sim: Sim, r: int) -> Proc:
+        """One round with a barrier: the path a population takes (docs/async.md)."""
         mailbox = Mailbox(sim)
         buffer = sim.world.scenario.training.pipeline.buffer_batches
         streams: dict[str, DeviceStream] = {}
@@ -206,16 +293,8 @@ class FedMobiLLM(Scheme):
             while not mailbox.waiting:
                 yield mailbox.next_arrival()
             a = mailbox.waiting.pop(0)
-            c = self.costs[a.device]
             sim.wait_span(a.device, "queue_wait", "server_queue", a.arrival_s, round=r,
                           iteration=a.iteration)
-            sim.alloc(SERVER, "activations", c.saved_bytes, f"{a.device} side activations")
-            yield from sim.compute(SERVER, "server_fwd", c.srv_fwd_s, round=r,
-                                   iteration=a.iteration, flops=c.srv_fwd_flops,
-                                   resource="server", device=a.device)
-            sim.alloc(SERVER, "gradients", c.grad_bytes, f"{a.device} side gradients")
-            yield from sim.compute(SERVER, "server_bwd", c.srv_bwd_s, round=r,
-                                   iteration=a.iteration, flops=c.srv_bwd_flops,
-                                   resource="server", device=a.device)
-            sim.free(SERVER, "gradients", c.grad_bytes, f"{a.device} side gradients")
-            sim.free(SERVER, "activations", c.saved_bytes, f"{a.device} side activations")
+            sim.log("update", round=r, device=a.device, iteration=a.iteration,
+                    value=sim.now - a.arrival_s, detail="versions=0")
+            yield from self._step(sim, r, a.device, a.iteration)

@@ -29,6 +29,7 @@ Cuts come from the scenario or the cut policy; ``balanced`` equalises device for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -135,6 +136,8 @@ class _Pending:
     arrival: Arrival
     stages: list[Stage] = field(default_factory=list)
     started: bool = False
+    fwd_s: float = 0.0  # when its server forward read the weights
+    version: int = 0  # updates applied before that forward
 
 
 @register_scheme
@@ -184,14 +187,49 @@ class SplitFrozen(Scheme):
         sim.alloc(SERVER, "adapters", n * st.adapters, "the one server-side LoRA set")
         sim.alloc(SERVER, "optimizer", n * st.optimizer, "its optimizer state")
 
+    def continuous(self, sim: Sim) -> bool:
+        """Pipelined across rounds unless ``training.pipeline.barrier`` (or a population, whose
+        rounds set up and release their participants in turn): docs/async.md."""
+        return not self.pipe.barrier and sim.world.population is None
+
+    def run_all(self, sim: Sim, bounds: list[tuple[float, float]],
+                on_round: Callable[[int, int], None] | None = None) -> Proc:
+        """Every round's batches through one pipeline: devices stream round r+1's batches while
+        the server still trains on round r's. Bookkeeping round r ends when the server has
+        applied ``(r + 1) × Σ K_d`` updates (docs/async.md)."""
+        world = sim.world
+        k_of = {d.id: world.iterations(d) for d in world.devices}
+        per_round = sum(k_of.values())
+        mailbox = Mailbox(sim)
+        streams = {d.id: DeviceStream(sim, d.id, self.pipe.buffer_batches,
+                                      partial(self._arrive, sim, mailbox))
+                   for d in world.devices}
+        for d in world.devices:
+            rounds = [r for r in range(world.rounds) for _ in range(k_of[d.id])]
+            its = [k for _ in range(world.rounds) for k in range(k_of[d.id])]
+            sim.env.process(streams[d.id].run(0, its, self.costs[d.id].device, rounds=rounds))
+        start = sim.now
+
+        def round_done(finished: int) -> None:
+            nonlocal start
+            if finished % per_round == 0:
+                bounds.append((start, sim.now))
+                start = sim.now
+                if on_round is not None:
+                    on_round(finished // per_round, world.rounds)
+
+        yield from self.serve(sim, mailbox, streams, world.rounds * per_round, 0, per_round,
+                              round_done)
+
     def round(self, sim: Sim, r: int) -> Proc:
+        """One round with a barrier: the pipeline drains before the next round starts."""
         mailbox = Mailbox(sim)
         k_of = {d.id: list(range(sim.world.iterations(d))) for d in sim.world.devices}
         streams = {d.id: DeviceStream(sim, d.id, self.pipe.buffer_batches,
                                       partial(self._arrive, sim, mailbox))
                    for d in sim.world.devices}
-        server = sim.env.process(self.serve_round(sim, r, mailbox, streams,
-                                                  sum(map(len, k_of.values()))))
+        expected = sum(map(len, k_of.values()))
+        server = sim.env.process(self.serve(sim, mailbox, streams, expected, r, expected))
         yield sim.all_of([streams[d.id].run(r, k_of[d.id], self.costs[d.id].device)
                           for d in sim.world.devices])
         yield server
@@ -201,28 +239,43 @@ class SplitFrozen(Scheme):
                   f"{a.device} activations")
         mailbox.put(a)
 
-    def serve_round(self, sim: Sim, r: int, mailbox: Mailbox,
-                    streams: dict[str, DeviceStream], expected: int) -> Proc:
-        """Forwards first while there is room in flight, else the oldest batch's next stage."""
+    def serve(self, sim: Sim, mailbox: Mailbox, streams: dict[str, DeviceStream],
+              expected: int, first_round: int, per_round: int,
+              on_update: Callable[[int], None] | None = None) -> Proc:
+        """Forwards first while there is room in flight, else the oldest batch's next stage.
+
+        Each batch's last stage applies its LoRA update; an ``update`` event records it with
+        value = seconds since the batch's server forward read the weights, and
+        ``detail = "versions=N"``: the updates applied in between (the 1F1B weight staleness);
+        its round is the bookkeeping round, ``first_round + (updates before it) // per_round``.
+        """
         inflight: list[_Pending] = []
         finished = 0
         while finished < expected:
             if mailbox.waiting and len(inflight) < self.pipe.max_inflight:
                 a = mailbox.waiting.pop(0)
-                yield from self._forward(sim, r, a)
+                fwd_s = sim.now  # the forward reads the weights as they are now
+                yield from self._forward(sim, a)
                 streams[a.device].release()
-                inflight.append(_Pending(a, list(self.costs[a.device].stages)))
+                inflight.append(_Pending(a, list(self.costs[a.device].stages), fwd_s=fwd_s,
+                                         version=finished))
             elif inflight:
                 p = inflight[0]
-                yield from self._backward_stage(sim, r, p)
+                yield from self._backward_stage(sim, p)
                 if not p.stages:
                     inflight.pop(0)
+                    sim.log("update", round=first_round + finished // per_round,
+                            device=p.arrival.device,
+                            iteration=p.arrival.iteration, value=sim.now - p.fwd_s,
+                            detail=f"versions={finished - p.version}")
                     finished += 1
+                    if on_update is not None:
+                        on_update(finished)
             else:
                 yield mailbox.next_arrival()
 
-    def _forward(self, sim: Sim, r: int, a: Arrival) -> Proc:
-        c = self.costs[a.device]
+    def _forward(self, sim: Sim, a: Arrival) -> Proc:
+        c, r = self.costs[a.device], a.round
         sim.wait_span(a.device, "queue_wait", "server_queue", a.arrival_s, round=r,
                       iteration=a.iteration)
         sim.alloc(SERVER, "activations", c.saved_bytes, f"{a.device} saved activations")
@@ -231,8 +284,8 @@ class SplitFrozen(Scheme):
         # The input hidden state is now part of the first server block's saved activations.
         sim.free(SERVER, "boundary", c.device.up_bytes, f"{a.device} activations consumed")
 
-    def _backward_stage(self, sim: Sim, r: int, p: _Pending) -> Proc:
-        a, c = p.arrival, self.costs[p.arrival.device]
+    def _backward_stage(self, sim: Sim, p: _Pending) -> Proc:
+        a, c, r = p.arrival, self.costs[p.arrival.device], p.arrival.round
         if not p.started:
             p.started = True
             sim.alloc(SERVER, "gradients", c.grad_bytes, f"{a.device} LoRA grads")

@@ -60,28 +60,35 @@ class DeviceStream:
         """The server consumed one of this device's batches: a credit comes back."""
         self.credits.put(1)
 
-    def run(self, r: int, iterations: list[int], costs: StreamCosts) -> Proc:
-        """Forward every listed iteration's batch and stream its output up."""
+    def run(self, r: int, iterations: list[int], costs: StreamCosts,
+            rounds: list[int] | None = None) -> Proc:
+        """Forward every listed iteration's batch and stream its output up.
+
+        ``rounds``, if given, labels each batch with its own round (a run without round
+        barriers streams every round's batches in one go); otherwise every batch is round r's.
+        """
         sim, dev = self.sim, self.device
+        labels = rounds if rounds is not None else [r] * len(iterations)
         outbox: simpy.Store = simpy.Store(sim.env)
-        sender = sim.env.process(self._uplink(r, outbox, costs.up_bytes))
-        for k in iterations:
+        sender = sim.env.process(self._uplink(outbox, costs.up_bytes))
+        for rk, k in zip(labels, iterations, strict=True):
             yield self.credits.get(1)
             sim.alloc(dev, "activations", costs.working_bytes, "frozen forward working set")
-            yield from sim.compute(dev, "device_fwd", costs.fwd_s, round=r, iteration=k,
+            yield from sim.compute(dev, "device_fwd", costs.fwd_s, round=rk, iteration=k,
                                    flops=costs.fwd_flops)
             sim.free(dev, "activations", costs.working_bytes, "frozen forward working set")
             sim.alloc(dev, "boundary", costs.up_bytes, "output waiting for the uplink")
-            yield outbox.put(k)
+            yield outbox.put((rk, k))
         yield outbox.put(None)
         yield sender
 
-    def _uplink(self, r: int, outbox: simpy.Store, up_bytes: float) -> Proc:
+    def _uplink(self, outbox: simpy.Store, up_bytes: float) -> Proc:
         sim, dev = self.sim, self.device
         while True:
-            k = yield outbox.get()
-            if k is None:
+            item = yield outbox.get()
+            if item is None:
                 return
+            r, k = item
             yield from sim.send(dev, "uplink", self.up_phase, up_bytes, round=r, iteration=k)
             sim.free(dev, "boundary", up_bytes, "output uploaded")
             self.deliver(Arrival(dev, r, k, sim.now))
