@@ -141,9 +141,15 @@ def _steps(scheme: str, trace: pd.DataFrame, events: pd.DataFrame) -> list[Step]
         dev_up = as_dict(last_end("device_bwd")) if scheme in SPLIT else None
         upd = events[events["kind"] == "update"] if len(events) else events
         if scheme in ("splitfrozen", "fedmobillm") and len(upd):
-            for k, v in as_dict(upd.groupby(key)["time_s"].max()).items():
-                if k in srv_up:  # the scheme's own record of when the update landed
-                    srv_up[k] = v
+            # the scheme's own record of when each update landed: the n-th update event of a
+            # device is its n-th server update in time (the events' round and iteration
+            # labels may count batches differently from the trace's)
+            for dev, g in upd.groupby("device", sort=False):
+                mine = sorted((v, k) for k, v in srv_up.items() if k[1] == dev)
+                logged = sorted(float(x) for x in g["time_s"])
+                if len(mine) == len(logged):
+                    for (_, k), v in zip(mine, logged, strict=True):
+                        srv_up[k] = v
     out = []
     for k, r_s in read.items():
         s_up = None if srv_up is None else srv_up.get(k)
@@ -153,10 +159,34 @@ def _steps(scheme: str, trace: pd.DataFrame, events: pd.DataFrame) -> list[Step]
         if srv_up is None and d_up is None:
             continue
         out.append(Step(k[0], k[1], k[2], r_s, s_up, d_up))
+    if scheme == "fedmobillm":
+        return _side_steps(t, events)
     per_dev: dict[str, int] = {}
     for s in sorted(out, key=lambda s: (s.device, s.round, s.iteration)):
         s.batch = per_dev.get(s.device, 0)
         per_dev[s.device] = s.batch + 1
+    return out
+
+
+def _side_steps(t: pd.DataFrame, events: pd.DataFrame) -> list[Step]:
+    """fedmobillm's server steps: each device's n-th server forward and n-th server backward (the
+    server is sequential; with no round barrier a batch's round and iteration labels need not be
+    unique). The batch is the n-th ``update`` event's (the cached batch the scheme trained on)
+    when the log has one per step, else the step's number."""
+    srv = t[t["resource"] == "server"]
+    upd = events[events["kind"] == "update"] if len(events) else events
+    out = []
+    for dev, g in srv.groupby("device", sort=False):
+        fwd = g[g["phase"] == "server_fwd"].sort_values("start_s", kind="stable")
+        bwd = g[g["phase"] == "server_bwd"].sort_values("end_s", kind="stable")
+        n = min(len(fwd), len(bwd))
+        mine = upd[upd["device"] == dev].sort_values("time_s", kind="stable") if len(upd) else upd
+        batches = (list(mine["iteration"]) if len(mine) == n and len(mine)
+                   else list(range(n)))
+        for i in range(n):
+            f, b = fwd.iloc[i], bwd.iloc[i]
+            out.append(Step(int(b["round"]), str(dev), int(b["iteration"]), float(f["start_s"]),
+                            float(b["end_s"]), None, batch=int(batches[i])))
     return out
 
 
