@@ -242,6 +242,11 @@ class Run:
         return self.result.events
 
     @property
+    def learning(self) -> pd.DataFrame | None:
+        """The proxy model's learning curve (learning.parquet; None without ``learning``)."""
+        return self.result.learning
+
+    @property
     def scenario_yaml(self) -> str:
         return self.result.scenario_yaml
 
@@ -345,6 +350,10 @@ def run_resolved(resolved: Scenario, *, progress: bool | None = False) -> Run:
     with bar_for(resolved.training.rounds, f"simulating {resolved.name}",
                  enabled=progress) as bar:
         result = simulate(resolved, on_round=round_callback(bar))
+    if resolved.learning.enabled:  # torch is imported only here, and only when asked for
+        from sfsim.learning import attach
+
+        attach(result, resolved)
     return Run(result, resolved)
 
 
@@ -398,7 +407,8 @@ def load_run(folder: str | os.PathLike[str]) -> Run:
     ok = summary.get("status", "ok") == "ok"
     has_trace = (p / "trace.parquet").is_file() or not ok
     result = RunResult(summary, frame("trace.parquet"), frame("memory.parquet"), scenario_yaml,
-                       frame("events.parquet") if (p / "events.parquet").is_file() else None)
+                       frame("events.parquet") if (p / "events.parquet").is_file() else None,
+                       frame("learning.parquet") if (p / "learning.parquet").is_file() else None)
     return Run(result, folder=p, has_trace=has_trace)
 
 

@@ -173,7 +173,8 @@ class RunResult:
     fleet the dump costs as much as the whole event loop.
     """
 
-    __slots__ = ("_scenario", "_scenario_yaml", "events", "memory", "summary", "trace")
+    __slots__ = ("_scenario", "_scenario_yaml", "events", "learning", "memory", "summary",
+                 "trace")
 
     def __init__(
         self,
@@ -182,12 +183,15 @@ class RunResult:
         memory: pd.DataFrame,
         scenario: str | Scenario,
         events: pd.DataFrame | None = None,
+        learning: pd.DataFrame | None = None,
     ) -> None:
         self.summary = summary
         self.trace = trace
         self.memory = memory
         #: training events (`sfsim.engine.EventLog`): aggregations, drops, server updates
         self.events = events if events is not None else empty_events()
+        #: the proxy model's learning curve (`sfsim.learning`), when the scenario asked for it
+        self.learning = learning
         self._scenario = None if isinstance(scenario, str) else scenario
         self._scenario_yaml = scenario if isinstance(scenario, str) else None
 
@@ -204,7 +208,7 @@ class RunResult:
         """The same result with another trace table (the scenario is not dumped for it)."""
         source = self._scenario_yaml if self._scenario_yaml is not None else self._scenario
         assert source is not None
-        return RunResult(self.summary, trace, self.memory, source, self.events)
+        return RunResult(self.summary, trace, self.memory, source, self.events, self.learning)
 
     def __repr__(self) -> str:
         return (f"RunResult(status={self.summary.get('status')!r}, spans={len(self.trace)}, "
@@ -549,6 +553,8 @@ def _fill(tmp: Path, result: RunResult, writers: list[Any] | None) -> None:
         result.memory.to_parquet(tmp / "memory.parquet", index=False)
     if not result.events.empty:
         result.events.to_parquet(tmp / "events.parquet", index=False)
+    if result.learning is not None:
+        result.learning.to_parquet(tmp / "learning.parquet", index=False)
     for w in writers or []:
         w(tmp, result)
     _write_json(tmp / "summary.json", result.summary)

@@ -538,6 +538,78 @@ class TracesCfg(Section):
         return str(Path(v).expanduser().absolute())
 
 
+class SyntheticDataCfg(Section):
+    """The shipped task (sfsim/learning/data.py): labels from a fixed random teacher network."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    classes: Annotated[int, Field(ge=2, le=256)] = 4
+    # non-IID: Dirichlet(alpha) skew per device over classes or over token distributions
+    alpha: Annotated[float, Field(ge=1e-3, le=1e3)] = 0.5
+    skew: Literal["classes", "tokens"] = "classes"
+
+
+class NpyDataCfg(Section):
+    """A user's tokenised data: token ids int [N, seq] and labels int [N] as .npy files."""
+
+    kind: Literal["npy"]
+    tokens: Annotated[str, Field(min_length=1, max_length=4096)]
+    labels: Annotated[str, Field(min_length=1, max_length=4096)]
+    alpha: Annotated[float, Field(ge=1e-3, le=1e3)] = 0.5  # Dirichlet skew over classes
+
+    @field_validator("tokens", "labels")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        _printable(v, what="a data path", max_len=4096)
+        return str(Path(v).expanduser().absolute())
+
+
+def _data_kind(v: Any) -> str | None:
+    if isinstance(v, dict):
+        return {"synthetic": "[synthetic]", "npy": "[npy]"}.get(str(v.get("kind", "synthetic")))
+    return f"[{v.kind}]" if isinstance(v, SyntheticDataCfg | NpyDataCfg) else None
+
+
+LearningData = Annotated[
+    Annotated[SyntheticDataCfg, Tag("[synthetic]")] | Annotated[NpyDataCfg, Tag("[npy]")],
+    Discriminator(_data_kind, custom_error_type="data_kind",
+                  custom_error_message="give {kind: synthetic, ...} or {kind: npy, tokens, labels}"),
+]
+
+
+class LearningCfg(Section):
+    """A small proxy model trained along the simulated dataflow (sfsim/learning; off by default).
+
+    Bounds keep a run small: the proxy is a stand-in for the scenario's model, not the model.
+    """
+
+    enabled: bool = False
+    blocks: Annotated[int, Field(ge=2, le=48)] = 4
+    hidden: Annotated[int, Field(ge=8, le=1024)] = 64
+    heads: Annotated[int, Field(ge=1, le=64)] = 4
+    vocab: Annotated[int, Field(ge=8, le=65_536)] = 256
+    seq_len: Annotated[int, Field(ge=2, le=1024)] = 32
+    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 3e-3
+    optimizer: Literal["adam", "adamw", "sgd"] | None = None  # None: model.lora.optimizer
+    lora_rank: Annotated[int, Field(ge=1, le=256)] = 8
+    eval_every_s: Annotated[float, Field(gt=0.0, le=1e9)] | None = None  # None: each round end
+    eval_every_steps: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    eval_samples: Annotated[int, Field(ge=8, le=100_000)] = 256
+    target_accuracy: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
+    # each device's shard holds min(samples, this) examples (its batches cycle over them)
+    max_samples_per_device: Annotated[int, Field(ge=1, le=1_000_000)] = 4096
+    data: LearningData = Field(default_factory=SyntheticDataCfg)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LearningCfg:
+        if self.hidden % self.heads:
+            raise _KeyError("learning.heads", f"{self.heads} heads do not divide hidden "
+                                              f"{self.hidden}")
+        if self.eval_every_s is not None and self.eval_every_steps is not None:
+            raise _KeyError("learning.eval_every_steps", "give eval_every_s or "
+                            "eval_every_steps, not both")
+        return self
+
+
 def anchor_paths(data: Any, folder: Path) -> Any:
     """Raw scenario data with relative ``traces`` paths made relative to ``folder``."""
     traces = data.get("traces") if isinstance(data, dict) else None
@@ -568,6 +640,7 @@ class Scenario(Section):
     variability: VariabilityCfg = Field(default_factory=VariabilityCfg)
     limits: LimitsCfg = Field(default_factory=LimitsCfg)
     traces: TracesCfg = Field(default_factory=TracesCfg)
+    learning: LearningCfg = Field(default_factory=LearningCfg)
     faults: FaultsCfg = Field(default_factory=FaultsCfg)
 
     def processor_names(self) -> set[str]:
