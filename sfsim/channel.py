@@ -55,7 +55,7 @@ def shared_rate_bps(link: Link, n: int, t_s: float) -> float:
     if isinstance(link, FixedLink):
         return link.rate_bps / n
     if isinstance(link, ShannonLink):
-        h = link.fading_power(_block(link, t_s)) if link.fading else 1.0
+        h = link.cached_fading_power(_block(link, t_s)) if link.fading else 1.0
         return (link.bandwidth_hz / n) * math.log2(1.0 + n * link.mean_snr * h)
     raise InputError(
         f"channel.sharing: fluid supports fixed and shannon links, not {type(link).__name__} "

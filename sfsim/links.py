@@ -120,10 +120,23 @@ class ShannonLink:
     latency_s: float = 0.0
     _key: np.ndarray = field(init=False, repr=False, compare=False)
     _rates: dict[int, list[float]] = field(init=False, repr=False, compare=False)
+    _powers: dict[int, list[float]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._key = self.seed.generate_state(2, np.uint64)
         self._rates = {}
+        self._powers = {}
+
+    def cached_fading_power(self, block: int) -> float:
+        """`fading_power` of ``block`` from a small cache of aligned runs (a shared cell asks
+        for every active link's gain at every coherence block)."""
+        run, i = divmod(block, _RUN)
+        powers = self._powers.get(run)
+        if powers is None:
+            if len(self._powers) >= _RUNS_KEPT:
+                self._powers.clear()
+            powers = self._powers[run] = self.fading_powers(run * _RUN, _RUN).tolist()
+        return powers[i]
 
     def _cached_rate(self, block: int) -> float:
         """Block ``block``'s rate, from a small cache of aligned runs of `_RUN` blocks."""

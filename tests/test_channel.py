@@ -3,6 +3,7 @@ broadcast downlink of common adapters (sfsim/channel.py, docs/channel.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -237,3 +238,62 @@ def test_unknown_or_bad_channel_keys_are_refused() -> None:
         d = fleet(1, **bad)
         with pytest.raises(Exception, match=r"access|sharing|broadcast"):
             Scenario.model_validate(d)
+
+
+# ---- interrupts, fading under equal split, determinism ----------------------------------------
+
+
+@pytest.mark.parametrize("sharing", ["equal", "fluid"])
+def test_an_interrupted_upload_records_its_part_and_frees_the_cell(sharing: str) -> None:
+    import simpy
+
+    sim = sim_for(fleet(2, access="shared", sharing=sharing))
+
+    def victim():  # type: ignore[no-untyped-def]
+        with contextlib.suppress(simpy.Interrupt):
+            yield from sim.send("d0", "uplink", "up", 1.0e6, round=0)
+
+    proc = sim.env.process(victim())
+    other = sim.env.process(sim.send("d1", "uplink", "up", 1.0e6, round=0))
+
+    def dropper():  # type: ignore[no-untyped-def]
+        yield sim.env.timeout(0.04)
+        proc.interrupt("drop")
+
+    sim.env.process(dropper())
+    sim.env.run()
+    assert other.processed
+    got = spans(sim)
+    # both at 50 Mbit/s until 0.04 s: d0 sent 2 Mbit (0.25 MB)
+    assert got["d0"] == pytest.approx((0.0, 0.04, 0.25e6), rel=1e-9)
+    if sharing == "fluid":  # d1 alone from 0.04 s: 6 Mbit left at 100 Mbit/s
+        assert got["d1"][1] == pytest.approx(0.04 + 0.06, rel=1e-9)
+    else:  # equal: d1 keeps the rate it started with
+        assert got["d1"][1] == pytest.approx(0.16, rel=1e-12)
+
+
+def test_equal_split_on_a_fading_link_moves_n_times_the_bits() -> None:
+    sim = sim_for(_fading(2, access="shared", sharing="equal"))
+    nbytes = 3.0e4
+    upload_all(sim, {"d0": nbytes, "d1": nbytes})
+    for dev, (start, end, _) in spans(sim).items():
+        link = sim.world.device(dev).uplink
+        assert end - start == link.duration_s(2 * nbytes, start)
+
+
+def test_cached_fading_power_is_the_fading_power() -> None:
+    link = sim_for(_fading(1)).world.device("d0").uplink
+    assert isinstance(link, ShannonLink)
+    for block in (0, 1, 63, 64, 65, 1000, 123_457):
+        assert link.cached_fading_power(block) == link.fading_power(block)
+
+
+@pytest.mark.parametrize("sharing", ["equal", "fluid"])
+def test_shared_runs_are_deterministic(sharing: str) -> None:
+    d = _fading(3, access="shared", sharing=sharing, broadcast_downlink=True)
+    d["training"]["scheme"] = "memsfl"
+    d["training"]["rounds"] = 2
+    a = simulate(resolve(Scenario.model_validate(copy.deepcopy(d))))
+    b = simulate(resolve(Scenario.model_validate(copy.deepcopy(d))))
+    assert a.trace.equals(b.trace)
+    assert a.summary["makespan_s"] == b.summary["makespan_s"]
