@@ -57,11 +57,12 @@ def shared_rate_bps(link: Link, n: int, t_s: float) -> float:
     if isinstance(link, ShannonLink):
         h = link.cached_fading_power(_block(link, t_s)) if link.fading else 1.0
         return (link.bandwidth_hz / n) * math.log2(1.0 + n * link.mean_snr * h)
-    raise InputError(
-        f"channel.sharing: fluid supports fixed and shannon links, not {type(link).__name__} "
-        "(use sharing: equal, or access: dedicated)",
-        key="channel.sharing",
-    )
+    raise InputError(_unsupported(link), key="channel.sharing")
+
+
+def _unsupported(link: object) -> str:
+    return (f"fluid sharing supports fixed and shannon links, not {type(link).__name__} "
+            "(use sharing: equal, or access: dedicated)")
 
 
 def _block(link: ShannonLink, t_s: float) -> int:
@@ -203,9 +204,13 @@ class FluidCell:
         self._rearm()
 
 
-def make_cells(env: simpy.Environment, sharing: str, faults: Any) -> dict[str, Any]:
-    """The uplink and downlink cells of a shared channel."""
+def make_cells(env: simpy.Environment, sharing: str, faults: Any,
+               links: list[Link]) -> dict[str, Any]:
+    """The uplink and downlink cells of a shared channel (``links``: the devices' links)."""
     if sharing == "fluid":
+        for link in links:  # refused before the run rather than at the first transfer
+            if not isinstance(link, FixedLink | ShannonLink):
+                raise InputError(_unsupported(link), key="channel.sharing")
         if faults is not None and faults.outages:
             raise InputError(
                 "link outages (faults.link_outage) are not supported with channel.sharing: "

@@ -326,7 +326,8 @@ class Sim:
         if world.scenario.channel.access == "shared":
             from sfsim.channel import make_cells
 
-            self._cells = make_cells(self.env, world.scenario.channel.sharing, self.faults)
+            links = [lk for d in world.devices for lk in (d.uplink, d.downlink)]
+            self._cells = make_cells(self.env, world.scenario.channel.sharing, self.faults, links)
         #: bytes sent once per broadcast (channel.broadcast_downlink), counted on the cell
         self.broadcast_bytes = 0.0
 

@@ -297,3 +297,13 @@ def test_shared_runs_are_deterministic(sharing: str) -> None:
     b = simulate(resolve(Scenario.model_validate(copy.deepcopy(d))))
     assert a.trace.equals(b.trace)
     assert a.summary["makespan_s"] == b.summary["makespan_s"]
+
+
+def test_fluid_refuses_a_trace_link_before_the_run(tmp_path: Any) -> None:
+    (tmp_path / "links.csv").write_text(
+        "device,time_s,uplink_mbps,downlink_mbps\nd0,0,50,100\nd0,1,10,100\n"
+    )
+    d = fleet(1, access="shared", sharing="fluid")
+    d["traces"] = {"links": str(tmp_path / "links.csv")}
+    with pytest.raises(InputError, match="TraceLink"):
+        sim_for(d)
