@@ -232,3 +232,54 @@ def test_learn_function_matches_attached_frame() -> None:
     run = sim("splitfrozen", learning=True)
     again = learn(run.result, run.scenario)
     pd.testing.assert_frame_equal(again, run.learning)
+
+
+def test_partial_aggregation_averages_only_the_listed_devices() -> None:
+    s = sfsim.load_scenario(QUICKSTART).model_dump(mode="json")
+    s["devices"] = s["devices"][:2]
+    s["training"].update(scheme="fedlora", rounds=1, local_iterations=3)
+    run = sfsim.run(s, overrides=SMALL | {"learning.enabled": False})
+    ev = run.events
+    agg = ev[ev["kind"] == "aggregate"]
+    assert sorted(agg["device"]) == ["orin-nano", "phone"]
+
+    def global_after(events: pd.DataFrame) -> tuple[Replay, dict[str, torch.Tensor]]:
+        learner = replay(run.result.__class__(run.summary, run.trace, run.memory,
+                                              run.scenario_yaml, events), run.scenario)
+        return learner, learner.global_p
+
+    _, avg = global_after(ev)
+    _, got = global_after(ev.drop(index=agg.index[agg["device"] == "phone"]))
+    local = replay(run.result.__class__(run.summary, run.trace, run.memory, run.scenario_yaml,
+                                        ev[ev["kind"] != "aggregate"]), run.scenario)
+    w = dict(zip(agg["device"], agg["value"], strict=True))
+    for n, t in got.items():  # one device listed: the average is its own update, exactly
+        assert torch.equal(t, local.dev["orin-nano"].p[n].detach())
+        expect = ((w["orin-nano"] * local.dev["orin-nano"].p[n].detach().double()
+                   + w["phone"] * local.dev["phone"].p[n].detach().double())
+                  / (w["orin-nano"] + w["phone"])).float()
+        torch.testing.assert_close(avg[n], expect)
+
+
+def test_dropped_devices_never_enter_the_learners_aggregation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, dict[str, float]]] = []
+    real = Replay.aggregate
+
+    def spy(self: Replay, r: int, weights: dict[str, float]) -> None:
+        seen.append((r, dict(weights)))
+        real(self, r, weights)
+
+    monkeypatch.setattr(Replay, "aggregate", spy)
+    path = Path(QUICKSTART).parent / "faults" / "dropout_during.yaml"
+    run = sfsim.run(path, overrides=SMALL | {"learning.enabled": False, "training.rounds": 3})
+    ev = run.events
+    drops = ev[ev["kind"] == "drop"]
+    assert len(drops), "the scenario should drop someone"
+    replay(run.result, run.scenario)
+    assert seen
+    for r, weights in seen:
+        listed = ev[(ev["kind"] == "aggregate") & (ev["round"] == r)]
+        assert weights == dict(zip(listed["device"], listed["value"], strict=True))
+        dropped = set(drops[drops["round"] == r]["device"])
+        assert not dropped & set(weights)
