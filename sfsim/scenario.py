@@ -572,7 +572,8 @@ def _data_kind(v: Any) -> str | None:
 LearningData = Annotated[
     Annotated[SyntheticDataCfg, Tag("[synthetic]")] | Annotated[NpyDataCfg, Tag("[npy]")],
     Discriminator(_data_kind, custom_error_type="data_kind",
-                  custom_error_message="give {kind: synthetic, ...} or {kind: npy, tokens, labels}"),
+                  custom_error_message="give {kind: synthetic, ...} or "
+                                       "{kind: npy, tokens, labels}"),
 ]
 
 
@@ -611,7 +612,9 @@ class LearningCfg(Section):
 
 
 def anchor_paths(data: Any, folder: Path) -> Any:
-    """Raw scenario data with relative ``traces`` paths made relative to ``folder``."""
+    """Raw scenario data with relative ``traces`` (and ``learning.data`` .npy) paths made
+    relative to ``folder``."""
+    data = _anchor_learning_data(data, folder)
     traces = data.get("traces") if isinstance(data, dict) else None
     if not isinstance(traces, dict):
         return data
@@ -621,6 +624,19 @@ def anchor_paths(data: Any, folder: Path) -> Any:
         if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
             fixed[key] = str(folder.absolute() / v)
     return {**data, "traces": fixed}
+
+
+def _anchor_learning_data(data: Any, folder: Path) -> Any:
+    learning = data.get("learning") if isinstance(data, dict) else None
+    d = learning.get("data") if isinstance(learning, dict) else None
+    if not isinstance(d, dict):
+        return data
+    fixed = dict(d)
+    for key in ("tokens", "labels"):
+        v = fixed.get(key)
+        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+            fixed[key] = str(folder.absolute() / v)
+    return {**data, "learning": {**learning, "data": fixed}}
 
 
 class Scenario(Section):

@@ -283,3 +283,15 @@ def test_dropped_devices_never_enter_the_learners_aggregation(
         assert weights == dict(zip(listed["device"], listed["value"], strict=True))
         dropped = set(drops[drops["round"] == r]["device"])
         assert not dropped & set(weights)
+
+
+def test_npy_paths_in_a_scenario_file_are_relative_to_it(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    s = sfsim.load_scenario(QUICKSTART).model_dump(mode="json")
+    s["learning"] = {"data": {"kind": "npy", "tokens": "data/t.npy", "labels": "data/l.npy"}}
+    import yaml
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(s))
+    loaded = sfsim.load_scenario(tmp_path / "s.yaml")
+    assert loaded.learning.data.tokens == str(tmp_path / "data" / "t.npy")  # type: ignore[union-attr]
+    assert loaded.learning.data.labels == str(tmp_path / "data" / "l.npy")  # type: ignore[union-attr]
