@@ -42,6 +42,7 @@ import pandas as pd
 from scipy import stats
 
 from sfsim.api import load_scenario as load_with_overrides
+from sfsim.api import run_resolved
 from sfsim.compare import counters
 from sfsim.run import resolve, simulate
 from sfsim.scenario import load_scenario
@@ -78,10 +79,10 @@ class Runs:
         """One run with the proxy model trained (``LEARNING_SET`` plus ``extra`` overrides)."""
         key = (scenario, scheme, f"learn:{seed}:{extra}")
         if key not in self.rows:
-            sets = LEARNING_SET | dict(extra)
+            sets = LEARNING_SET | {"training.rounds": LEARNING_ROUNDS[scenario]} | dict(extra)
             s = resolve(load_with_overrides(PAPERS / scenario, overrides=sets), scheme=scheme,
                         seed=seed)
-            res = simulate(s)
+            res = run_resolved(s).result  # simulate, then train the proxy along the run
             row = counters(res)
             learned = res.summary.get("learning") or {}
             row.update(scenario=scenario, scheduler=res.summary["scheduler"], seed=seed,
@@ -233,8 +234,12 @@ def markdown(df: pd.DataFrame) -> str:
 LEARNING_PROXY = ("proxy: the small model of the scenario's family trained with torch on the "
                   "shipped synthetic non-IID task, each update in the order, with the data and "
                   "the staleness of the simulated run; model size and task are proxies")
-#: Overrides of every learning run: learning on, small settings so that a run takes seconds.
-LEARNING_SET: dict[str, Any] = {"learning.enabled": True}
+#: Overrides of every learning run: learning on, small settings so that a run takes seconds
+#: (the proxy's defaults: 4 blocks, hidden 128, synthetic task, Dirichlet alpha 0.5).
+LEARNING_SET: dict[str, Any] = {"learning.enabled": True, "learning.lr": 0.01,
+                                "learning.target_accuracy": 0.4, "learning.eval_samples": 256}
+#: Rounds of each scenario's learning runs: about 160-240 training steps over the 10 devices.
+LEARNING_ROUNDS = {P0: 8, P1: 3, P2G: 4}
 #: Paper 002's imbalanced data: Dirichlet-skewed sample counts per device (fleet.samples).
 IMBALANCED: tuple[tuple[str, Any], ...] = (
     ("fleet.samples", {"dist": "dirichlet", "total": 640, "alpha": 0.5}),

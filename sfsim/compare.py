@@ -84,10 +84,12 @@ def learning_counters(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_scheme(s: Scenario, scheme: str, **overrides: Any) -> RunResult:
-    """One scheme on a scenario (``overrides``: scheduler=, seed= as for `resolve`)."""
-    from sfsim.run import resolve, simulate
+    """One scheme on a scenario (``overrides``: scheduler=, seed= as for `resolve`); with
+    ``learning.enabled`` the proxy model is trained too (`sfsim.api.run_resolved`)."""
+    from sfsim.api import run_resolved
+    from sfsim.run import resolve
 
-    return simulate(resolve(s, scheme=scheme, **overrides))
+    return run_resolved(resolve(s, scheme=scheme, **overrides)).result
 
 
 def compare(

@@ -216,3 +216,35 @@ def test_bad_seeds_are_user_errors(tmp_path: Path) -> None:
         res = RUNNER.invoke(app, ["compare", str(scenario), "--schemes", "memsfl", *args])
         assert res.exit_code == 2, res.output
         assert words in res.output and "Traceback" not in res.output
+
+
+def test_real_learning_runs_give_curves_and_times(tmp_path: Path) -> None:
+    """End to end with the learner: `sfsim run` + `sfsim plot`, and `sfsim compare` of two
+    schemes over two seeds on a tiny fleet."""
+    d = base()
+    d["training"].update(rounds=3, local_iterations=2)
+    d["learning"] = {"enabled": True, "blocks": 2, "hidden": 32, "heads": 2, "seq_len": 8,
+                     "eval_samples": 64, "target_accuracy": 0.3}
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(d))
+    run = tmp_path / "run"
+    res = RUNNER.invoke(app, ["run", str(scenario), "--out", str(run), "-q"])
+    assert res.exit_code == 0, res.output
+    res = RUNNER.invoke(app, ["plot", str(run), "--figures", "learning"])
+    assert res.exit_code == 0, res.output
+    assert (run / "plots" / "learning.png").is_file()
+
+    out = tmp_path / "cmp"
+    res = RUNNER.invoke(app, ["compare", str(scenario), "--schemes", "memsfl,fedlora",
+                              "--seeds", "1,2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(out / "compare.parquet")
+    assert {"time_to_target_s", "final_accuracy", "seed"} <= set(df.columns)
+    assert df["final_accuracy"].between(0, 1).all()
+    curves = pd.read_parquet(out / "learning_curves.parquet")
+    assert set(zip(curves["scheme"], curves["seed"], strict=True)) == {
+        ("memsfl", 1), ("memsfl", 2), ("fedlora", 1), ("fedlora", 2)}
+    for (scheme, seed), frame in curves.groupby(["scheme", "seed"]):
+        row = df[(df["scheme"] == scheme) & (df["seed"] == seed)].iloc[0]
+        assert first_reach(frame, 0.3) == (None if pd.isna(row["time_to_target_s"])
+                                           else row["time_to_target_s"])
