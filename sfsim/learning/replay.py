@@ -206,7 +206,8 @@ class Replay:
         arch = get_arch(s.model.arch)
         info: dict[str, Any] = summary.get("devices", {})
         cfg_devs = {d.id: d for d in s.devices}
-        self.devices = list(info) or sorted(set(result.trace["device"]) - {"server"})
+        traced = sorted(set(result.trace["device"]) - {"server"})
+        self.devices = list(info) + [d for d in traced if d not in info]
         self.samples = {d: cfg_devs[d].samples if d in cfg_devs else 1000 for d in self.devices}
         agg = result.events[result.events["kind"] == "aggregate"] if len(result.events) else None
         if agg is not None:
