@@ -628,10 +628,9 @@ def anchor_paths(data: Any, folder: Path) -> Any:
 
 def _anchor_learning_data(data: Any, folder: Path) -> Any:
     learning = data.get("learning") if isinstance(data, dict) else None
-    d = learning.get("data") if isinstance(learning, dict) else None
-    if not isinstance(d, dict):
+    if not isinstance(learning, dict) or not isinstance(learning.get("data"), dict):
         return data
-    fixed = dict(d)
+    fixed = dict(learning["data"])
     for key in ("tokens", "labels"):
         v = fixed.get(key)
         if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
