@@ -16,17 +16,16 @@ split into child streams so that one kind of fault never shifts another's draws:
   (``rate_per_hour`` starts per hour of link-up time, exponential durations of mean
   ``mean_duration_s``) during which the link carries nothing: a transfer pauses at a window's
   start and resumes at its end (`Episodes.stretch`), in both directions.
-* server slowdown: one Poisson process of episodes (child ``SERVER``) during which the server
-  computes ``factor`` times slower (`Episodes.work_duration`: the work is integrated over them).
-
+* server slowdown: one Poisson process of episodes (child ``SERVER_SLOW``) during which the
+  server computes ``factor`` times slower (`Episodes.work_duration`: the work is integrated).
 * availability (``faults.availability: true`` with a ``traces.availability`` file): a device
   offline at a round's start drops before it, one whose window ends during the round drops then
   (reason ``offline``); without the switch the windows are read but not acted on.
 
 What happens to a dropped device is the scheme's business (the synchronous schemes: its round
 process is interrupted, its memory freed, its queued server tasks withdrawn). The summary's
-``faults`` block (`summarize`) is derived from the event log's ``drop`` and ``aggregate`` rows,
-the trace and each round's scheduled samples.
+``faults`` block (`summarize`) is derived from the event log's ``drop`` rows, the trace and each
+round's scheduled samples.
 """
 
 from __future__ import annotations

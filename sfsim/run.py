@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from sfsim import __version__, estimators, fastpath, faults, fleetdata
+from sfsim import __version__, compression, estimators, fastpath, faults, fleetdata
 from sfsim.engine import SERVER, Proc, Sim
 from sfsim.errors import InfeasibleError
 from sfsim.results import (
@@ -102,6 +102,7 @@ def simulate(
     world = build_world(s)
     cls = scheme_class(s.training.scheme, key="training.scheme")
     faults.check_scheme(s, cls)  # streaming schemes refuse faults they do not model
+    compression.check(s.training, s.model.seq_len, cls.name)  # options the scheme takes
     sched_name = cls.fixed_scheduler or s.scheduler.name
     sched_params = {} if cls.fixed_scheduler else s.scheduler.params
     scheduler = get_scheduler(sched_name, **sched_params)

@@ -29,6 +29,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from sfsim import compression
+from sfsim.compression import Compressed
 from sfsim.costs import ARCHS, ModelArch, Op, Workload, get_arch
 from sfsim.costs import footprint as fp
 from sfsim.engine import SERVER, Proc, Sim
@@ -47,9 +49,31 @@ def backbone_workload(world: World, arch: ModelArch, batch: int) -> Workload:
 
 
 def upload_bytes(world: World, dev: DeviceSpec, arch: ModelArch, taps: int) -> float:
-    """Tapped hidden states and labels of one batch: what is uploaded and cached."""
+    """Tapped hidden states and labels of one batch: what is uploaded and cached (compressed as
+    ``training.compression`` says: kept tokens, their labels, quantisation)."""
     w = backbone_workload(world, arch, dev.batch)
-    return taps * fp.boundary_bytes(w) + fp.label_bytes(w)
+    comp = world.scenario.training.compression
+    if not compression.requested(comp):
+        return taps * fp.boundary_bytes(w) + fp.label_bytes(w)
+    kept = compression.kept_tokens(comp, w.seq)
+    return (compressed(world, dev, arch, taps).nbytes
+            + dev.batch * kept * fp.LABEL_BYTES_PER_TOKEN)
+
+
+def compressed(world: World, dev: DeviceSpec, arch: ModelArch, taps: int) -> Compressed:
+    """One batch's tapped activations under ``training.compression`` (sfsim/compression.py)."""
+    w = backbone_workload(world, arch, dev.batch)
+    comp = world.scenario.training.compression
+    kept = compression.kept_tokens(comp, w.seq)
+    return compression.compress(comp, vectors=taps * dev.batch * kept, width=arch.hidden,
+                                dtype_bytes=w.dtype_bytes, seq_len=w.seq,
+                                device=dev.processor, server=world.server.processor)
+
+
+def n_taps(world: World) -> int:
+    """Tapped layers uploaded: ``fedmobillm.taps``, or ``compression.sampled_taps``."""
+    return compression.taps(world.scenario.training.compression,
+                            world.scenario.training.fedmobillm.taps)
 
 
 def backbone_device_peak_bytes(world: World, dev: DeviceSpec, arch: ModelArch) -> float:
@@ -58,7 +82,7 @@ def backbone_device_peak_bytes(world: World, dev: DeviceSpec, arch: ModelArch) -
     w = backbone_workload(world, arch, dev.batch)
     weights = fp.embedding_weight_bytes(w) + arch.n_layers * fp.block_weight_bytes(w)
     buffer = world.scenario.training.pipeline.buffer_batches
-    taps = len(tap_layers(arch.n_layers, world.scenario.training.fedmobillm.taps))
+    taps = len(tap_layers(arch.n_layers, n_taps(world)))
     return (weights + frozen_working_bytes(w) + buffer * upload_bytes(world, dev, arch, taps)
             + dev.overhead_bytes)
 
@@ -114,14 +138,21 @@ def mobi_costs(world: World, dev: DeviceSpec, arch: ModelArch, side: SideNet) ->
     w = backbone_workload(world, arch, dev.batch)
     cm, seq, dtype = world.costs, world.scenario.model.seq_len, world.scenario.model.dtype
     emb, blk = Op.EMBED_FWD, Op.BLOCK_FWD_FROZEN
+    comp = world.scenario.training.compression
+    q = Compressed(0.0, 0.0, 0.0, 0.0, 0.0)
+    if compression.requested(comp):  # the side network sees the kept tokens only
+        q = compressed(world, dev, arch, side.taps)
+        seq = compression.kept_tokens(comp, seq)
     device = StreamCosts(
-        fwd_s=cm.time_s(emb, w, dev.processor) + arch.n_layers * cm.time_s(blk, w, dev.processor),
-        fwd_flops=cm.flops(emb, w) + arch.n_layers * cm.flops(blk, w),
+        fwd_s=cm.time_s(emb, w, dev.processor) + arch.n_layers * cm.time_s(blk, w, dev.processor)
+        + q.device_s,
+        fwd_flops=cm.flops(emb, w) + arch.n_layers * cm.flops(blk, w) + q.device_flops,
         working_bytes=frozen_working_bytes(w),
         up_bytes=upload_bytes(world, dev, arch, side.taps),  # every backbone feeds each tap
     )
     f_s, b_s, f_fl, b_fl = side.step_s(arch.name, dev.batch, seq, dtype, cm,
                                        world.server.processor)
+    f_s, f_fl = f_s + q.server_s, f_fl + q.server_flops
     return MobiCosts(
         device=device, n_batches=math.ceil(dev.samples / dev.batch),
         srv_fwd_s=f_s, srv_bwd_s=b_s, srv_fwd_flops=f_fl, srv_bwd_flops=b_fl,
@@ -152,7 +183,7 @@ class FedMobiLLM(Scheme):
         self.backbones = choose_backbones(w0)
         sim.notes["backbones"] = {d: a.name for d, a in self.backbones.items()}
         kinds = {a.name: a for a in self.backbones.values()}
-        self.side = build_side_net(w0.arch, kinds, cfg.taps, cfg.side_ratio)
+        self.side = build_side_net(w0.arch, kinds, n_taps(w0), cfg.side_ratio)
         self.costs = {d.id: mobi_costs(w0, d, self.backbones[d.id], self.side)
                       for d in w0.devices}
         for d in w0.devices:

@@ -32,7 +32,7 @@ from functools import partial
 import numpy as np
 import simpy
 
-from sfsim import estimators, faults
+from sfsim import compression, estimators, faults
 from sfsim.costs import Op, Processor
 from sfsim.costs import footprint as fp
 from sfsim.engine import SERVER, Proc, Sim, Trace
@@ -91,6 +91,14 @@ def _split_costs(world: World, dev: DeviceSpec, cut: int) -> SplitCosts:
     srv_fwd = side([(Op.BLOCK_FWD, n_srv), (Op.HEAD_FWD, 1)], sp)
     srv_bwd = side([(Op.HEAD_BWD, 1), (Op.BLOCK_BWD, n_srv), (Op.OPT_STEP, n_srv)], sp)
     boundary = fp.boundary_bytes(w)
+    up: float = boundary
+    comp = world.scenario.training.compression
+    if compression.requested(comp):  # quantised uplink activations (sfsim/compression.py)
+        c = compression.compress(comp, vectors=w.tokens, width=world.arch.hidden,
+                                 dtype_bytes=w.dtype_bytes, seq_len=w.seq, device=dp, server=sp)
+        up = c.nbytes
+        dev_fwd = (dev_fwd[0] + c.device_s, dev_fwd[1] + c.device_flops)
+        srv_fwd = (srv_fwd[0] + c.server_s, srv_fwd[1] + c.server_flops)
     return SplitCosts(
         dev_fwd_s=dev_fwd[0],
         dev_bwd_s=dev_bwd[0],
@@ -100,7 +108,7 @@ def _split_costs(world: World, dev: DeviceSpec, cut: int) -> SplitCosts:
         dev_bwd_flops=dev_bwd[1],
         srv_fwd_flops=srv_fwd[1],
         srv_bwd_flops=srv_bwd[1],
-        up_bytes=boundary + fp.label_bytes(w),
+        up_bytes=up + fp.label_bytes(w),
         down_bytes=boundary,
         adapter_bytes=cut * fp.adapter_state(w).adapters,
     )

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
+from sfsim import compression
 from sfsim.costs import Op, Processor
 from sfsim.costs import footprint as fp
 from sfsim.engine import SERVER, Proc, Sim
@@ -85,10 +86,17 @@ def _frozen_costs(world: World, dev: DeviceSpec, cut: int, chunk_blocks: int) ->
         return cm.time_s(op, w, proc), cm.flops(op, w)
 
     emb, blk = cost(Op.EMBED_FWD, dp), cost(Op.BLOCK_FWD_FROZEN, dp)
+    up: float = fp.boundary_bytes(w)
+    q_dev, q_srv = (0.0, 0.0), (0.0, 0.0)
+    comp = world.scenario.training.compression
+    if compression.requested(comp):  # quantised uplink activations (sfsim/compression.py)
+        c = compression.compress(comp, vectors=w.tokens, width=world.arch.hidden,
+                                 dtype_bytes=w.dtype_bytes, seq_len=w.seq, device=dp, server=sp)
+        up, q_dev, q_srv = c.nbytes, (c.device_s, c.device_flops), (c.server_s, c.server_flops)
     device = StreamCosts(
-        fwd_s=emb[0] + cut * blk[0], fwd_flops=emb[1] + cut * blk[1],
+        fwd_s=emb[0] + cut * blk[0] + q_dev[0], fwd_flops=emb[1] + cut * blk[1] + q_dev[1],
         working_bytes=cut_policy.frozen_working_bytes(w),
-        up_bytes=fp.boundary_bytes(w) + fp.label_bytes(w),
+        up_bytes=up + fp.label_bytes(w),
     )
     fwd, head_f = cost(Op.BLOCK_FWD, sp), cost(Op.HEAD_FWD, sp)
     saved_top = fp.block_saved_activation_bytes(w)
@@ -109,7 +117,8 @@ def _frozen_costs(world: World, dev: DeviceSpec, cut: int, chunk_blocks: int) ->
         stages.append(Stage(secs, flops, sum(b for _, b in group)))
     return FrozenCosts(
         device=device,
-        srv_fwd_s=n * fwd[0] + head_f[0], srv_fwd_flops=n * fwd[1] + head_f[1],
+        srv_fwd_s=n * fwd[0] + head_f[0] + q_srv[0],
+        srv_fwd_flops=n * fwd[1] + head_f[1] + q_srv[1],
         saved_bytes=sum(s.frees_bytes for s in stages),
         grad_bytes=n * fp.adapter_state(w).gradients,
         stages=tuple(stages),
