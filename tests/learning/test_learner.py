@@ -6,6 +6,7 @@ Small proxy settings so each replay takes about a second (torch is imported once
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +296,24 @@ def test_npy_paths_in_a_scenario_file_are_relative_to_it(tmp_path: Path) -> None
     loaded = sfsim.load_scenario(tmp_path / "s.yaml")
     assert loaded.learning.data.tokens == str(tmp_path / "data" / "t.npy")  # type: ignore[union-attr]
     assert loaded.learning.data.labels == str(tmp_path / "data" / "l.npy")  # type: ignore[union-attr]
+
+
+def test_pipelined_staleness_changes_what_is_learned() -> None:
+    """splitfrozen with room for several batches in flight: a forward reads weights that a
+    pending backward has not updated yet (as the trace orders them), and the curve differs."""
+    from sfsim.learning.replay import _steps
+
+    losses, stale = {}, {}
+    for inflight in (1, 3):
+        run = sim("splitfrozen", **{"training.local_iterations": 6,
+                                    "training.pipeline.max_inflight": inflight,
+                                    "training.pipeline.buffer_batches": 3})
+        steps = sorted(_steps("splitfrozen", run.trace, run.events),
+                       key=lambda s: s.server_s or 0.0)
+        # a step is stale when it read the weights before the previous update landed
+        stale[inflight] = sum(b.read_s < (a.server_s or 0.0)
+                              for a, b in itertools.pairwise(steps))
+        frame = replay(run.result, run.scenario).frame()
+        losses[inflight] = frame.query("step >= 0")["train_loss"].to_numpy()
+    assert stale[1] == 0 and stale[3] > 0
+    assert len(losses[1]) == len(losses[3]) and not np.array_equal(losses[1], losses[3])
