@@ -199,7 +199,8 @@ class SplitFrozen(Scheme):
     def continuous(self, sim: Sim) -> bool:
         """Pipelined across rounds unless ``training.pipeline.barrier`` (or a population, whose
         rounds set up and release their participants in turn): docs/async.md."""
-        return not self.pipe.barrier and sim.world.population is None
+        w = sim.world
+        return w.population is None and not w.scenario.training.pipeline.barrier
 
     def run_all(self, sim: Sim, bounds: list[tuple[float, float]],
                 on_round: Callable[[int, int], None] | None = None) -> Proc:
