@@ -383,6 +383,16 @@ class FedMobiLLMCfg(Section):
         return v
 
 
+class CompressionCfg(Section):
+    """Activation compression on the uplink (sfsim/compression.py, docs/async.md); off by default."""
+
+    activations: Literal["none", "fp16", "int8"] = "none"  # quantisation of uplinked activations
+    tokens: Literal["all", "topk", "pooled"] = "all"  # fedmobillm only: tokens kept per sample
+    keep_tokens: SmallInt | None = None  # tokens: topk (required there, at most model.seq_len)
+    layers: Literal["all", "sampled"] = "all"  # fedmobillm only: "sampled" uploads sampled_taps
+    sampled_taps: SmallInt | None = None  # layers: sampled (required there, at most taps)
+
+
 class TrainingCfg(Section):
     scheme: Annotated[str, Field(min_length=1, max_length=64)] = "memsfl"
     rounds: Iterations = 1
@@ -398,6 +408,7 @@ class TrainingCfg(Section):
     cut_policy: Literal["fixed", "max_fit", "balanced", "min_time", "joint"] = "fixed"
     pipeline: PipelineCfg = Field(default_factory=PipelineCfg)
     fedmobillm: FedMobiLLMCfg = Field(default_factory=FedMobiLLMCfg)
+    compression: CompressionCfg = Field(default_factory=CompressionCfg)
     # Faults (sfsim/faults.py, docs/faults.md): devices still working this long after the round
     # starts are cut off (a `deadline` drop); "partial" FedAvg's the devices that finished, "all"
     # waits for every device that did not drop (a deadline needs "partial").
