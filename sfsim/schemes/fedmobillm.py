@@ -16,8 +16,11 @@ they arrived, never waiting for a particular device, and nothing is sent back du
 
 Devices stream (`sfsim.schemes.stream`): forward of batch t+1 overlaps the upload of batch t,
 bounded by ``training.pipeline.buffer_batches``; a credit returns as soon as a batch lands in the
-cache. Rounds keep the other schemes' bookkeeping (K server steps per device per round, samples
-processed = rounds × K × batch per device) but carry no aggregation or broadcast.
+cache. There is no round barrier (docs/async.md): devices stream at their own pace, the server
+trains from its cache as batches arrive, and a round is bookkeeping — round r ends when the
+server has taken (r + 1) × Σ K_d steps (rounds × K_d per device in all, as before). A population
+keeps a per-round path with a barrier. Activation compression (`sfsim.compression`) may shrink
+what is uploaded: fewer taps, kept tokens, quantisation.
 
 Convergence (the paper's 5.1× faster convergence) depends on rounds-to-accuracy, which a systems
 simulator does not model: compare wall-clock time for the same number of steps instead.

@@ -23,6 +23,11 @@ activations of up to ``max_inflight`` batches) and one-step weight staleness (a 
 adapters that a pending backward has not updated yet, as in PipeDream). Each stage frees the saved
 activations of its blocks as it completes.
 
+The pipeline runs across rounds without draining (docs/async.md) unless
+``training.pipeline.barrier``: there is no aggregation, so a round is bookkeeping (round r ends at
+the server's (r + 1) × Σ K_d-th update). Uplinked activations may be quantised
+(`sfsim.compression`).
+
 Cuts come from the scenario or the cut policy; ``balanced`` equalises device forward times
 (`sfsim.schemes.cuts`) against a pipeline estimate of the round time.
 """
