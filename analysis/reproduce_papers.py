@@ -318,8 +318,8 @@ def learning_row(c: LearningClaim, runs: Runs, seeds: list[int]) -> dict[str, An
     if values:
         m, half = mean_ci(values)
         sim = f"{m:+.1f}{unit}" if unit == " pt" else f"{m:.2f}x"
-        sim += f" ± {half:.1f}{unit.strip()} ({len(values)} seeds)" if unit == " pt" else (
-            f" ± {half:.2f} ({len(values)} seeds)")
+        sim += f" ± {half:.1f} pt" if unit == " pt" else f" ± {half:.2f}"
+        sim += f" ({len(values)} seeds)"
     else:
         m, half, sim = float("nan"), float("nan"), "target not reached"
     note = what
