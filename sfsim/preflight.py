@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sfsim import faults
+from sfsim import compression, faults
 from sfsim.engine import SERVER, Sim
 from sfsim.errors import InputError
 from sfsim.scenario import Scenario
@@ -112,6 +112,7 @@ def preflight(s: Scenario, *, dry_round: bool = True) -> Preflight:
     world = build_world(s)
     cls = scheme_class(s.training.scheme, key="training.scheme")
     faults.check_scheme(s, cls)  # a streaming scheme refuses faults (sfsim/faults.py)
+    compression.check(s.training, s.model.seq_len, cls.name)  # sfsim/compression.py
     sched_name = cls.fixed_scheduler or s.scheduler.name
     sched_params = {} if cls.fixed_scheduler else dict(s.scheduler.params)
     try:

@@ -142,9 +142,12 @@ def test_invalid_combinations_are_refused(scheme, comp, key):
 def test_bad_values_exit_2_with_one_line(write_yaml, cli, tmp_path):
     for comp in ({"activations": "int4"}, {"tokens": "pooled"}):
         path = write_yaml(_with(comp, "sfl_v2"))
-        result = cli("run", path, "--out", str(tmp_path / "out"))
-        assert result.exit_code == 2
-        assert "compression" in result.output and "Traceback" not in result.output
+        for args in (["run", path, "--out", str(tmp_path / "out")], ["validate", path]):
+            result = cli(*args)
+            assert result.exit_code == 2, args
+            assert "compression" in result.output and "Traceback" not in result.output
+    # the run folder records the refusal (status error), as for any input error
+    assert '"status": "error"' in (tmp_path / "out" / "summary.json").read_text()
 
 
 @settings(max_examples=60, deadline=None)
