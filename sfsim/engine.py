@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import simpy
 
-from sfsim.faults import FaultPlan, plan_for
 from sfsim import fleetdata
+from sfsim.faults import FaultPlan, plan_for
 from sfsim.world import World
 
 MEMORY_KINDS = (

@@ -63,13 +63,13 @@ def why_not(sim: Sim, scheme: Scheme, scheduler: Scheduler) -> str | None:
     world = sim.world
     if getattr(world, "population", None) is not None:
         return "a population samples each round's participants"
-    v = world.variability
-    if v.compute != "none" and v.sigma != 0:
-        return "compute variability draws a slowdown per phase"
     if world.scenario.channel.access == "shared":
         return "a shared cell divides the channel among the transfers in flight"
     if world.scenario.channel.broadcast_downlink:
         return "broadcast downlink (the fast path models unicast downloads)"
+    v = world.variability
+    if v.compute != "none" and v.sigma != 0:
+        return "compute variability draws a slowdown per phase"
     for d in world.devices:
         if getattr(d, "speed_profile", None) is not None:
             return f"device {d.id!r} follows a compute-speed trace"

@@ -149,14 +149,14 @@ def simulate(
     devices = _device_info(world)
     summary = summarize(trace, memory, bounds, header, devices)
     summary["engine_path"] = "event"
-    fleetdata.add_to_summary(summary, world, sim.events.columns(), sim.notes.get("participants"))
     _add_energy(summary, trace, world, bounds)
+    fleetdata.add_to_summary(summary, world, sim.events.columns(), sim.notes.get("participants"))
     summary["server_memory_bytes"] = world.server.memory_bytes
+    if s.channel.broadcast_downlink:  # bytes the cell carried once per broadcast (sfsim.channel)
+        summary["broadcast_bytes"] = sim.broadcast_bytes
     if "population" in sim.notes:  # population size and each round's participants
         summary["population"] = sim.notes["population"]
         summary["participants"] = sim.notes["participants"]
-    if s.channel.broadcast_downlink:  # bytes the cell carried once per broadcast (sfsim.channel)
-        summary["broadcast_bytes"] = sim.broadcast_bytes
     scheme_notes = {
         k: v for k, v in sim.notes.items()
         if k not in ("plans", "population", "participants", "rolling")

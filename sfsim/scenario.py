@@ -384,7 +384,9 @@ class FedMobiLLMCfg(Section):
 
 
 class CompressionCfg(Section):
-    """Activation compression on the uplink (sfsim/compression.py, docs/async.md); off by default."""
+    """Activation compression on the uplink (sfsim/compression.py, docs/async.md).
+
+    Off by default."""
 
     activations: Literal["none", "fp16", "int8"] = "none"  # quantisation of uplinked activations
     tokens: Literal["all", "topk", "pooled"] = "all"  # fedmobillm only: tokens kept per sample
@@ -414,7 +416,6 @@ class TrainingCfg(Section):
     # waits for every device that did not drop (a deadline needs "partial").
     round_deadline_s: Annotated[float, Field(gt=0.0, le=1e7)] | None = None
     aggregation: Literal["all", "partial"] = "all"
-
 
 
 class RollingCfg(Section):
