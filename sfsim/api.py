@@ -423,23 +423,32 @@ def compare(
     seed: int | None = None,
     overrides: Overrides = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Run one scenario under each scheme (default: all) and return one row per scheme.
 
     The columns are `sfsim.compare.COLUMNS` (time, FLOPs, bytes, memory); a scheme the scenario
-    cannot run gets status ``skipped`` and the reason in ``note``.
+    cannot run gets status ``skipped`` and the reason in ``note``. ``seeds``: every scheme runs
+    once per seed, one row each, with a ``seed`` column (``seed`` and ``seeds`` exclude each other).
     """
     from sfsim.compare import compare as compare_schemes
 
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise InputError(f"must be a non-negative integer, not {seed!r}", key="seed")
+    if seeds is not None:
+        if seed is not None:
+            raise InputError("give `seed` or `seeds`, not both", key="seeds")
+        if not seeds or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
+                            for v in seeds):
+            raise InputError(f"must be a non-empty list of non-negative integers, not {seeds!r}",
+                             key="seeds")
     s = load_scenario(scenario_or_path, overrides=overrides)
     kw: dict[str, Any] = {}
     if scheduler is not None:
         kw["scheduler"] = scheduler
     if seed is not None:
         kw["seed"] = seed
-    return compare_schemes(s, schemes, on_row=on_row, **kw)
+    return compare_schemes(s, schemes, on_row=on_row, seeds=seeds, **kw)
 
 
 def sweep(*args: Any, **kwargs: Any) -> Any:

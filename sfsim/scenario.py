@@ -517,6 +517,9 @@ class SeedsCfg(Section):
     channel: Seed | None = None  # shadowing and fading of Shannon links
     compute: Seed | None = None  # compute variability (``variability.compute``)
     scheduler: Seed | None = None  # randomised scheduling rules
+    faults: Seed | None = None  # dropouts, link outages, server slowdowns (``faults``)
+    data: Seed | None = None  # sample counts, persistent device slowdowns (docs/data.md)
+    learning: Seed | None = None  # the learning proxy's data and initial weights
 
 
 class LimitsCfg(Section):

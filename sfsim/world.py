@@ -61,7 +61,8 @@ class Seeds:
         """
         base = cls.from_seed(s.seed)
         own = {"fleet": s.seeds.fleet, "channel": s.seeds.channel,
-               "scheduler": s.seeds.scheduler, "variability": s.seeds.compute}
+               "scheduler": s.seeds.scheduler, "variability": s.seeds.compute,
+               "faults": s.seeds.faults, "data": s.seeds.data, "learning": s.seeds.learning}
         return replace(base, **{k: getattr(cls.from_seed(v), k)
                                 for k, v in own.items() if v is not None})
 

@@ -171,6 +171,23 @@ def test_compare_wraps_sfsim_compare(tiny):
     assert (df["status"] == "ok").all() and (df["makespan_s"] > 0).all()
 
 
+def test_compare_over_seeds_gives_a_row_per_scheme_and_seed(tiny):
+    df = sfsim.compare(tiny, ["memsfl", "fedlora"], overrides={"training.rounds": 1},
+                       seeds=[3, 4])
+    assert list(zip(df["scheme"], df["seed"], strict=True)) == [
+        ("memsfl", 3), ("memsfl", 4), ("fedlora", 3), ("fedlora", 4)]
+    one = sfsim.compare(tiny, ["fedlora"], overrides={"training.rounds": 1}, seed=4)
+    assert df.loc[3, "makespan_s"] == one.loc[0, "makespan_s"]  # the row of seed 4 is seed 4's run
+
+
+@pytest.mark.parametrize("kw", [{"seeds": [1], "seed": 1}, {"seeds": []}, {"seeds": [-1]},
+                                {"seeds": [True]}])
+def test_compare_refuses_bad_seeds(tiny, kw):
+    with pytest.raises(InputError) as e:
+        sfsim.compare(tiny, ["memsfl"], **kw)
+    assert e.value.key == "seeds"
+
+
 def test_docs_api_example_runs(tmp_path, monkeypatch):
     """The example in docs/api.md runs as written (from a scratch folder)."""
     text = (ROOT / "docs" / "api.md").read_text()

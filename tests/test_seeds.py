@@ -1,4 +1,4 @@
-"""Separable seeds: ``seeds: {fleet, channel, compute, scheduler}``, each defaulting to ``seed``."""
+"""Separable seeds: ``seeds: {fleet, channel, compute, scheduler, faults, data, learning}``."""
 
 from __future__ import annotations
 
@@ -148,3 +148,30 @@ def test_bad_seeds_name_the_key(seeds, key):
     with pytest.raises(InputError) as e:
         parse_scenario({**_with(), "seeds": seeds})
     assert e.value.key == key
+
+
+def _dropped(d: dict[str, Any]) -> list[tuple[int, str]]:
+    ev = sfsim.run(d).events
+    drops = ev[ev["kind"] == "drop"]
+    return list(zip(drops["round"].tolist(), drops["device"].tolist(), strict=True))
+
+
+def test_faults_seed_replays_the_dropouts_of_seed_n_on_this_fleet():
+    """seeds.faults 8 draws the dropouts seed 8 would, on seed 5's fleet and links."""
+    explicit = copy.deepcopy(NOISY)
+    del explicit["fleet"]
+    explicit["devices"] = [c.model_dump() for c in resolved_devices(parse_scenario(NOISY))]
+    explicit["training"] = {**explicit["training"], "rounds": 6, "aggregation": "partial"}
+    explicit["faults"] = {"dropout": {"before": 0.4}}
+    at8 = {**copy.deepcopy(explicit), "seed": 8}
+    mixed = {**copy.deepcopy(explicit), "seeds": {"faults": 8}}
+    assert _dropped(mixed) == _dropped(at8)
+    assert _dropped(mixed) != _dropped(explicit)
+    assert _links(mixed) == _links(explicit)  # the links are still seed 5's
+
+
+@pytest.mark.parametrize("stream", ["data", "learning"])
+def test_data_and_learning_seeds_follow_seed_n(stream):
+    got = Seeds.for_scenario(parse_scenario(_with(**{stream: 8})))
+    assert _same_seq(getattr(got, stream), getattr(Seeds.from_seed(8), stream))
+    assert _same_seq(got.fleet, Seeds.from_seed(5).fleet)
