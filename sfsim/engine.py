@@ -83,7 +83,25 @@ MEMORY_COLUMNS = ("seq", "time_s", "owner", "kind", "delta_bytes", "label")
 EVENT_COLUMNS = ("time_s", "round", "iteration", "device", "kind", "value", "detail")
 
 
-class Trace:
+class _Columns:
+    """A table stored by column: one Python list per name in ``FIELDS``, appended in place."""
+
+    __slots__ = ()
+    FIELDS: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        for name in self.FIELDS:
+            setattr(self, name, [])
+
+    def __len__(self) -> int:
+        return len(getattr(self, self.FIELDS[0]))
+
+    def columns(self) -> dict[str, list[Any]]:
+        """The columns by name, in ``FIELDS`` order (the lists themselves, not copies)."""
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+
+class Trace(_Columns):
     """The spans, stored column by column (one Python list per field, appended in place).
 
     Appending a span costs nine list appends and no object; `sfsim.results.trace_frame` turns the
@@ -91,28 +109,18 @@ class Trace:
     (tests, small scenarios); ``add`` accepts one for schemes that build their own.
     """
 
-    __slots__ = (
-        "bytes",
-        "device",
-        "end_s",
-        "flops",
-        "iteration",
-        "phase",
-        "resource",
-        "round",
-        "start_s",
-    )
+    __slots__ = TRACE_COLUMNS
 
-    def __init__(self) -> None:
-        self.round: list[int] = []
-        self.iteration: list[int] = []
-        self.device: list[str] = []
-        self.phase: list[str] = []
-        self.resource: list[str] = []
-        self.start_s: list[float] = []
-        self.end_s: list[float] = []
-        self.bytes: list[float] = []
-        self.flops: list[float] = []
+    FIELDS = TRACE_COLUMNS
+    round: list[int]
+    iteration: list[int]
+    device: list[str]
+    phase: list[str]
+    resource: list[str]
+    start_s: list[float]
+    end_s: list[float]
+    bytes: list[float]
+    flops: list[float]
 
     def record(
         self,
@@ -144,13 +152,6 @@ class Trace:
     def add(self, span: Span) -> None:
         self.record(span.round, span.iteration, span.device, span.phase, span.resource,
                     span.start_s, span.end_s, span.bytes, span.flops)
-
-    def __len__(self) -> int:
-        return len(self.start_s)
-
-    def columns(self) -> dict[str, list[Any]]:
-        """The columns by name, in `TRACE_COLUMNS` order (the lists themselves, not copies)."""
-        return {name: getattr(self, name) for name in TRACE_COLUMNS}
 
     @property
     def spans(self) -> list[Span]:
@@ -211,7 +212,7 @@ class MemoryLedger:
         return [MemEvent(*row) for row in zip(*self.columns().values(), strict=True)]
 
 
-class EventLog:
+class EventLog(_Columns):
     """What happened to the training, beside the spans: one row per event, stored as columns.
 
     The trace says where time went; the event log says what was learned from what, for the
@@ -228,14 +229,14 @@ class EventLog:
 
     __slots__ = EVENT_COLUMNS
 
-    def __init__(self) -> None:
-        self.time_s: list[float] = []
-        self.round: list[int] = []
-        self.iteration: list[int] = []
-        self.device: list[str] = []
-        self.kind: list[str] = []
-        self.value: list[float] = []
-        self.detail: list[str] = []
+    FIELDS = EVENT_COLUMNS
+    time_s: list[float]
+    round: list[int]
+    iteration: list[int]
+    device: list[str]
+    kind: list[str]
+    value: list[float]
+    detail: list[str]
 
     def record(self, time_s: float, kind: str, *, round: int, device: str = "",
                iteration: int = -1, value: float = 0.0, detail: str = "") -> None:
@@ -246,12 +247,6 @@ class EventLog:
         self.kind.append(kind)
         self.value.append(float(value))
         self.detail.append(detail)
-
-    def __len__(self) -> int:
-        return len(self.time_s)
-
-    def columns(self) -> dict[str, list[Any]]:
-        return {name: getattr(self, name) for name in EVENT_COLUMNS}
 
 
 class _Lock:

@@ -98,31 +98,24 @@ class Episodes:
 
         Inside a window nothing progresses; the job resumes at the window's end.
         """
-        t, left = start_s, busy_s
+        return self.work_duration(start_s, busy_s, math.inf)
+
+    def work_duration(self, start_s: float, work_s: float, factor: float) -> float:
+        """How long ``work_s`` of nominal work takes from ``start_s`` (1/factor speed inside).
+
+        ``factor = inf``: no progress inside a window (`stretch`). The windows drawn do not
+        depend on how far ahead they are drawn (one generator per process).
+        """
+        t, left = start_s, work_s
         while True:
             self._extend(t + left)
             i = bisect.bisect_right(self.starts, t) - 1
-            if i >= 0 and t < self.ends[i]:  # inside window i: wait for its end
-                t = self.ends[i]
-                continue
-            j = i + 1
-            nxt = self.starts[j] if j < len(self.starts) else math.inf
-            if t + left <= nxt:
-                return t + left - start_s
-            left -= nxt - t
-            t = nxt
-
-    def work_duration(self, start_s: float, work_s: float, factor: float) -> float:
-        """How long ``work_s`` of nominal work takes from ``start_s`` (1/factor speed inside)."""
-        t, left = start_s, work_s
-        while True:
-            self._extend(t + left * factor)
-            i = bisect.bisect_right(self.starts, t) - 1
-            if i >= 0 and t < self.ends[i]:  # slowed down until the window ends
-                can = (self.ends[i] - t) / factor
-                if left <= can:
-                    return t + left * factor - start_s
-                left -= can
+            if i >= 0 and t < self.ends[i]:  # inside window i
+                if math.isfinite(factor):  # slowed down until the window ends
+                    can = (self.ends[i] - t) / factor
+                    if left <= can:
+                        return t + left * factor - start_s
+                    left -= can
                 t = self.ends[i]
                 continue
             j = i + 1

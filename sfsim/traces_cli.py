@@ -31,7 +31,6 @@ import io
 import math
 import os
 import pickle
-import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Annotated, Any
 import typer
 
 from sfsim.errors import InputError
+from sfsim.yamlio import read_user_bytes
 
 MAX_PICKLE_BYTES = 512 * 1024 * 1024
 MAX_IMPORT_DEVICES = 10_000  # the scenario's device limit (sfsim.scenario.MAX_DEVICES)
@@ -65,17 +65,7 @@ class _PlainUnpickler(pickle.Unpickler):
 def load_plain_pickle(path: str | Path) -> Any:
     """Unpickle a regular file of at most MAX_PICKLE_BYTES, allowing builtins only."""
     p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise InputError("no such file", file=p) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", file=p) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError("not a regular file; need a pickle file", file=p)
-    if st.st_size > MAX_PICKLE_BYTES:
-        raise InputError(f"is {st.st_size} bytes; at most {MAX_PICKLE_BYTES}", file=p)
-    raw = p.read_bytes()
+    raw = read_user_bytes(p, what="pickle file", max_bytes=MAX_PICKLE_BYTES)
     try:
         return _PlainUnpickler(io.BytesIO(raw)).load()
     except pickle.UnpicklingError as exc:

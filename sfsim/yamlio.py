@@ -164,8 +164,9 @@ def check_finite(data: Any, path: str = "") -> None:
                 stack.append((v, f"{where}[{i}]"))
 
 
-def read_user_file(path: str | Path, *, what: str = "file") -> str:
-    """The text of a regular file of at most MAX_FILE_BYTES; InputError otherwise.
+def read_user_bytes(path: str | Path, *, what: str = "file",
+                    max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; InputError otherwise.
 
     The file's type is taken from ``stat`` before it is opened, so a FIFO or a device never
     blocks and never streams endlessly.
@@ -181,18 +182,24 @@ def read_user_file(path: str | Path, *, what: str = "file") -> str:
         raise InputError(f"is a folder, not a {what}", file=p)
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"is not a regular file (a pipe, socket or device); need a {what}", file=p)
-    if st.st_size > MAX_FILE_BYTES:
-        raise InputError(
-            f"is {st.st_size} bytes; a {what} may be at most {MAX_FILE_BYTES} bytes", file=p
-        )
+    if st.st_size > max_bytes:
+        raise InputError(f"is {st.st_size} bytes; a {what} may be at most {max_bytes} bytes",
+                         file=p)
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
+            raw = fh.read(max_bytes + 1)
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", file=p) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise InputError(f"a {what} may be at most {MAX_FILE_BYTES} bytes", file=p)
+    if len(raw) > max_bytes:
+        raise InputError(f"a {what} may be at most {max_bytes} bytes", file=p)
+    return raw
+
+
+def read_user_file(path: str | Path, *, what: str = "file") -> str:
+    """The UTF-8 text of a regular file of at most MAX_FILE_BYTES (`read_user_bytes`)."""
+    p = Path(path)
+    raw = read_user_bytes(p, what=what)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
