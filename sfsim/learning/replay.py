@@ -24,7 +24,9 @@ Where each scheme keeps its adapters (proxy cut p_u = round(cut_u / L × blocks)
 each side): memsfl: device adapters of blocks < p_u per device and one server set (blocks ≥ p_u
 and the head) per device; sfl_v2 / splitlora: per-device device sets, ONE shared server set
 (blocks ≥ min p and the head) updated in the server's order; sfl_v1: per-device device sets and
-per-device server copies, both averaged each round; fedlora: one full set per device, averaged;
+per-device server copies; memsfl and sfl_v1 average each device's whole set (device and
+server parts) per layer over the devices that aggregate (model.md §4); fedlora: one full set
+per device, averaged;
 splitfrozen: frozen device blocks (no adapters), one shared server set; fedmobillm: frozen
 backbones (depth scaled by each device's backbone), one side network with an alignment set per
 backbone kind.
@@ -371,26 +373,28 @@ class Replay:
         weights = {d: w for d, w in weights.items() if d in self.dev or d in self.srv}
         if not weights:
             return
-        groups = [self.dev]
-        if self.scheme == "sfl_v1":
-            groups.append(self.srv)
-        for group in groups:
-            names = sorted({n for ps in group.values() for n in ps.p})
-            for n in names:
-                having = [d for d in weights if d in group and n in group[d].p]
-                if not having:
-                    continue
-                with torch.no_grad():
-                    if len(having) == 1:
-                        avg = group[having[0]].p[n].detach().clone()
-                    else:
-                        w = torch.tensor([weights[d] for d in having], dtype=torch.float64)
-                        stack = torch.stack([group[d].p[n].detach().double() for d in having])
-                        avg = ((w.view(-1, *[1] * (stack.dim() - 1)) * stack).sum(0)
-                               / w.sum()).float()
-                    for ps in group.values():
-                        if n in ps.p:
-                            ps.p[n].copy_(avg)
+        # What each device owns, by parameter name: memsfl and sfl_v1 give every device a full
+        # adapter set (its device blocks here, the rest on the server), averaged per layer over
+        # the devices that aggregate, whatever side of their cut a layer is on (model.md §4).
+        owned: dict[str, dict[str, torch.Tensor]] = {d: dict(ps.p) for d, ps in self.dev.items()}
+        for d, ps in self.srv.items():
+            owned.setdefault(d, {}).update(ps.p)
+        names = sorted({n for p in owned.values() for n in p})
+        for n in names:
+            having = [d for d in weights if d in owned and n in owned[d]]
+            if not having:
+                continue
+            with torch.no_grad():
+                if len(having) == 1:
+                    avg = owned[having[0]][n].detach().clone()
+                else:
+                    w = torch.tensor([weights[d] for d in having], dtype=torch.float64)
+                    stack = torch.stack([owned[d][n].detach().double() for d in having])
+                    avg = ((w.view(-1, *[1] * (stack.dim() - 1)) * stack).sum(0)
+                           / w.sum()).float()
+                for p in owned.values():
+                    if n in p:
+                        p[n].copy_(avg)
         if self.scheme == "fedlora":
             any_dev = self.dev[next(iter(weights))]
             self.global_p = {n: t.detach().clone() for n, t in any_dev.p.items()}

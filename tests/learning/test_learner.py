@@ -317,3 +317,28 @@ def test_pipelined_staleness_changes_what_is_learned() -> None:
         losses[inflight] = frame.query("step >= 0")["train_loss"].to_numpy()
     assert stale[1] == 0 and stale[3] > 0
     assert len(losses[1]) == len(losses[3]) and not np.array_equal(losses[1], losses[3])
+
+
+@pytest.mark.parametrize("scheme", ["memsfl", "sfl_v1"])
+def test_per_device_sets_are_averaged_per_layer_across_the_cut(scheme: str) -> None:
+    """model.md §4: every device owns a full adapter set (device part + server part); FedAvg runs
+    per layer over the devices, whichever side of each device's cut the layer is on."""
+    s = sfsim.load_scenario(QUICKSTART).model_dump(mode="json")
+    s["devices"] = s["devices"][:3]
+    for d, cut in zip(s["devices"], (1, 2, 3), strict=True):  # three different cuts
+        d["cut"] = cut
+    s["training"].update(scheme=scheme, rounds=1, local_iterations=2)
+    s["model"]["arch"] = "gpt2"
+    run = sfsim.run(s, overrides=SMALL | {"learning.enabled": False, "learning.blocks": 6})
+    learner = replay(run.result, run.scenario)
+    owned = {d: {**learner.dev[d].p, **learner.srv[d].p} for d in learner.dev}
+    assert len({learner.cut[d] for d in owned}) > 1  # the proxy cuts differ too
+    names = set.intersection(*(set(p) for p in owned.values()))
+    assert names == set.union(*(set(p) for p in owned.values()))  # each set is whole
+    first, *rest = owned.values()
+    for n in names:
+        for other in rest:
+            torch.testing.assert_close(other[n], first[n], rtol=0, atol=0)
+    # and the round did train: the average differs from the initial weights
+    init = learner.proxy.init_trainable()
+    assert any(not torch.equal(first[n].detach(), init[n]) for n in names)
