@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sfsim.fleetdata import samples_per_round
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -234,8 +236,9 @@ def plan_for(world: World) -> FaultPlan | None:
 
 
 def round_samples(world: World, dev: DeviceSpec) -> int:
-    """What a device's round trains on: local iterations × batch samples (an integer)."""
-    return int(world.iterations(dev)) * int(dev.batch)
+    """What a device's round trains on (`fleetdata.samples_per_round`: iterations × batch, or
+    one partial last batch per pass with ``local_work: epochs``), as the summary counts it."""
+    return samples_per_round(world.scenario, dev, int(world.iterations(dev)))
 
 
 def online_until(world: World, dev: DeviceSpec, t: float) -> float | None:

@@ -172,9 +172,11 @@ def device_summary(world: World, d: DeviceSpec, rounds_trained: int) -> dict[str
 def rounds_trained(events: Mapping[str, list[Any]] | None) -> dict[str, int] | None:
     """Rounds in which each device's update entered a FedAvg (``aggregate`` events).
 
-    None when the run logged no aggregation (a streaming scheme, or the closed form).
+    None when the run logged no aggregation and no dropout (a streaming scheme, or the closed
+    form); a run whose every device dropped in every round trained nothing (all zeros).
     """
-    if not events or "aggregate" not in events.get("kind", []):
+    kinds = set(events.get("kind", [])) if events else set()
+    if not kinds & {"aggregate", "drop"}:
         return None
     seen: dict[str, set[int]] = {}
     for kind, r, dev in zip(events["kind"], events["round"], events["device"], strict=True):

@@ -124,6 +124,27 @@ def test_samples_reconcile_exactly(before: float, during: float, seed: int, sche
             assert abs(level) < 1e-3, (owner, kind, level)
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(samples=st.lists(st.integers(1, 23), min_size=2, max_size=4), seed=st.integers(0, 2**31),
+       epochs=st.sampled_from([0.5, 1.0, 2.0]), scheme=st.sampled_from(SYNC_SCHEMES))
+def test_epoch_rounds_count_the_partial_last_batch_as_the_data_summary_does(
+        samples: list[int], seed: int, epochs: float, scheme: str) -> None:
+    """With ``local_work: epochs`` a pass ends on a partial batch: the faults block and the
+    per-device data counts (docs/data.md) agree on every sample."""
+    d = fleet(len(samples), scheme=scheme)
+    for dev, n in zip(d["devices"], samples, strict=True):
+        dev["samples"] = n
+    d["seed"] = seed
+    d["training"].update(local_work="epochs", local_epochs=epochs, aggregation="partial")
+    d["faults"] = {"dropout": {"during": 0.4}}
+    res = run(d)
+    f, devs = res.summary["faults"], res.summary["devices"]
+    assert f["reconciles"]
+    assert f["samples_trained"] == sum(v["samples_trained"] for v in devs.values())
+    per_round = sum(v["samples_per_round"] for v in devs.values())
+    assert f["samples_scheduled"] == per_round * d["training"]["rounds"]
+
+
 @pytest.mark.parametrize("scheme", SYNC_SCHEMES)
 def test_mid_round_drop_never_aggregated(scheme: str) -> None:
     d = fleet(4, scheme=scheme, rounds=3)
