@@ -175,8 +175,7 @@ def rounds_trained(events: Mapping[str, list[Any]] | None) -> dict[str, int] | N
     None when the run logged no aggregation and no dropout (a streaming scheme, or the closed
     form); a run whose every device dropped in every round trained nothing (all zeros).
     """
-    kinds = set(events.get("kind", [])) if events else set()
-    if not kinds & {"aggregate", "drop"}:
+    if not events or not set(events.get("kind", [])) & {"aggregate", "drop"}:
         return None
     seen: dict[str, set[int]] = {}
     for kind, r, dev in zip(events["kind"], events["round"], events["device"], strict=True):
