@@ -22,9 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from sfsim.stats import mean_ci  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "scheduling" / "edge_4090_100dev_k1.yaml"
 RATES = (0.0, 0.1, 0.2, 0.3)
@@ -62,17 +62,6 @@ def _one(job: tuple[str, float, int]) -> dict[str, Any]:
     completed = 1.0 if f is None else f["devices_completed"] / f["devices_scheduled"]
     return {"label": label, "rate": rate, "seed": seed,
             "round_s": float(np.mean(summary["round_s"])), "completed": completed}
-
-
-def mean_ci(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and the half-width of its Student-t 95% confidence interval."""
-    from scipy import stats
-
-    x = np.asarray(list(values), dtype=float)
-    if len(x) < 2:
-        return float(x.mean()), math.nan
-    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1)
-                                  / math.sqrt(len(x)))
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -30,7 +30,6 @@ proxy once per scheme, scenario and seed (``--learning-seeds 0`` leaves them out
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -39,13 +38,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from sfsim.api import load_scenario as load_with_overrides
 from sfsim.api import run_resolved
 from sfsim.compare import counters
 from sfsim.run import resolve, simulate
 from sfsim.scenario import load_scenario
+from sfsim.stats import mean_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ROOT / "scenarios" / "papers"
@@ -289,15 +288,6 @@ def learning_claims() -> list[LearningClaim]:
     return out
 
 
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of its 95% confidence interval (Student t; 0 for one value)."""
-    x = np.asarray(values, dtype=float)
-    if len(x) < 2:
-        return float(x.mean()), 0.0
-    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1)
-                                  / math.sqrt(len(x)))
-
-
 def learning_row(c: LearningClaim, runs: Runs, seeds: list[int]) -> dict[str, Any]:
     ours = [runs.learn(c.scenario, c.ours, sd, c.extra) for sd in seeds]
     base = [runs.learn(c.scenario, c.base, sd, c.extra) for sd in seeds]
@@ -318,7 +308,8 @@ def learning_row(c: LearningClaim, runs: Runs, seeds: list[int]) -> dict[str, An
     if values:
         m, half = mean_ci(values)
         sim = f"{m:+.1f}{unit}" if unit == " pt" else f"{m:.2f}x"
-        sim += f" ± {half:.1f} pt" if unit == " pt" else f" ± {half:.2f}"
+        if len(values) > 1:  # an interval needs two seeds
+            sim += f" ± {half:.1f} pt" if unit == " pt" else f" ± {half:.2f}"
         sim += f" ({len(values)} seeds)"
     else:
         m, half, sim = float("nan"), float("nan"), "target not reached"

@@ -36,12 +36,13 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sfsim.stats import mean_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE_SCENARIO = ROOT / "scenarios" / "scheduling" / "edge_a100_200dev_k1.yaml"
@@ -128,17 +129,6 @@ def _map(jobs: list[tuple[str, str, dict[str, Any], int]], n_jobs: int) -> list[
         return [_one(j) for j in jobs]
     with ProcessPoolExecutor(max_workers=n_jobs) as pool:
         return list(pool.map(_one, jobs, chunksize=4))
-
-
-def mean_ci(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and the half-width of its Student-t 95% confidence interval."""
-    from scipy import stats
-
-    x = np.asarray(list(values), dtype=float)
-    if len(x) < 2:
-        return float(x.mean()) if len(x) else math.nan, math.nan
-    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return float(x.mean()), float(half)
 
 
 def _by(rows: list[dict[str, Any]], label: str, target: Any = None) -> dict[int, dict[str, Any]]:

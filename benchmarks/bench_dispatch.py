@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run without installing sfsim
 
-from scipy import stats
 
 from sfsim.run import resolve, simulate
 from sfsim.scenario import Scenario, load_scenario
+from sfsim.stats import mean_ci
 
 DEFAULT_COMBOS = (
     "fifo:online,schrage:online,carlier:strict,carlier:priority,carlier:rolling,"
@@ -72,20 +72,11 @@ def main() -> None:
         if not base_vals:
             base_vals = vals
         diffs = [v - b for v, b in zip(vals, base_vals, strict=True)]
-        mean, half = _mean_ci(vals)
-        dmean, dhalf = _mean_ci(diffs)
+        mean, half = mean_ci(vals)
+        dmean, dhalf = mean_ci(diffs)
         print(f"| {name} | {mode} | {mean:.4f} ± {half:.4f} | {dmean:+.4f} ± {dhalf:.4f} "
               f"| {statistics.mean(utils):.3f} | {statistics.mean(solves):.0f} "
               f"| {statistics.mean(walls):.2f} |", flush=True)
-
-
-def _mean_ci(vals: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its Student-t 95% confidence interval."""
-    mean = statistics.mean(vals)
-    if len(vals) < 2:
-        return mean, 0.0
-    sem = statistics.stdev(vals) / len(vals) ** 0.5
-    return mean, float(stats.t.ppf(0.975, len(vals) - 1)) * sem
 
 
 if __name__ == "__main__":

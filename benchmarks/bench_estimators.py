@@ -13,24 +13,13 @@ ex-post optimum is proven, and the mean makespan of the whole run (with a Studen
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 
 from sfsim.estimators import ESTIMATORS
 from sfsim.run import resolve, simulate
 from sfsim.scenario import load_scenario
-
-
-def _ci(values: list[float]) -> float:
-    """Half-width of the Student-t 95% confidence interval of the mean."""
-    if len(values) < 2:
-        return 0.0
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(
-        len(values)
-    )
+from sfsim.stats import mean_ci
 
 
 def main() -> None:
@@ -71,7 +60,7 @@ def main() -> None:
         m = statistics.fmean
         print(f"{est:10s} {m(planned):10.4f} {m(realised):10.4f} {100 * m(err):+8.2f}% "
               f"{m(regret):9.4f} {100 * m(share):7.2f}% {100 * m(proven):6.0f}% "
-              f"{m(runs):14.4f} ± {_ci(runs):7.4f} {wall:7.1f}")
+              f"{m(runs):14.4f} ± {mean_ci(runs)[1]:7.4f} {wall:7.1f}")
 
 
 if __name__ == "__main__":

@@ -212,15 +212,30 @@ def requested(s: Scenario) -> bool:
                 or f.availability)
 
 
+def participation_requested(s: Scenario) -> str | None:
+    """The key of the first fault that changes who takes part in a round (dropouts, offline
+    devices, a deadline, partial aggregation), or None. Link outages and server slowdowns only
+    stretch transfers and computations, and apply to every scheme."""
+    f, t = s.faults, s.training
+    for key, on in (("faults.dropout", f.dropout.before > 0 or f.dropout.during > 0),
+                    ("faults.availability", f.availability),
+                    ("training.round_deadline_s", t.round_deadline_s is not None),
+                    ("training.aggregation", t.aggregation == "partial")):
+        if on:
+            return key
+    return None
+
+
 def check_scheme(s: Scenario, scheme: Any) -> None:
-    """InputError (key ``faults``) when the scenario asks for faults its scheme does not model."""
-    if requested(s) and not scheme.supports_faults:
+    """InputError when the scenario asks for dropouts, deadlines or partial aggregation of a
+    scheme without rounds of devices that can drop (the streaming schemes)."""
+    key = participation_requested(s)
+    if key is not None and not scheme.supports_faults:
         from sfsim.errors import InputError
 
-        raise InputError(f"scheme {scheme.name!r} does not model faults yet (it streams without "
-                         "rounds of devices that can drop); remove the faults section, "
-                         "training.round_deadline_s and training.aggregation: partial",
-                         key="faults")
+        raise InputError(f"scheme {scheme.name!r} does not model dropouts, deadlines or partial "
+                         "aggregation (its devices stream without rounds that can drop them); "
+                         "link outages and server slowdowns apply to it", key=key)
 
 
 def active(s: Scenario) -> bool:
@@ -310,6 +325,58 @@ def summarize(trace: pd.DataFrame, events: dict[str, list[Any]],
     totals["reconciles"] = totals["samples_scheduled"] == totals["samples_trained"] + sum(
         totals["samples_dropped"].values())
     return {**totals, "per_round": rounds}
+
+
+def _covered(starts: np.ndarray, ends: np.ndarray, ws: np.ndarray, we: np.ndarray
+             ) -> np.ndarray:
+    """For each interval [starts[i], ends[i]], the time inside the disjoint sorted windows
+    [ws, we)."""
+    if len(ws) == 0:
+        return np.zeros(len(starts))
+    before = np.concatenate([[0.0], np.cumsum(we - ws)])  # window time before window j
+
+    def upto(t: np.ndarray) -> np.ndarray:  # window time in [0, t]
+        j = np.searchsorted(ws, t, side="right") - 1  # the last window starting by t; -1: none
+        k = np.maximum(j, 0)
+        inside = np.clip(t - ws[k], 0.0, we[k] - ws[k])
+        return np.where(j >= 0, before[k] + inside, 0.0)
+
+    return upto(ends) - upto(starts)
+
+
+def _arrays(ep: Episodes, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    windows = ep.windows_until(float(ends.max()))
+    return (np.array([w for w, _ in windows], dtype=float),
+            np.array([w for _, w in windows], dtype=float))
+
+
+def episodes_summary(plan: FaultPlan, trace: pd.DataFrame) -> dict[str, float]:
+    """What link outages and server slowdowns cost the run, from the trace.
+
+    ``transfer_paused_s``: time transfers spent waiting out outages (the part of each uplink
+    and downlink span inside its device's outage windows; the link carries nothing then).
+    ``server_slowed_s``: server compute time inside slowdown episodes, and
+    ``server_extra_s`` = that × (1 − 1/factor): how much longer the server's work took.
+    """
+    out = {"transfer_paused_s": 0.0, "server_slowed_s": 0.0, "server_extra_s": 0.0}
+    if trace.empty:
+        return out
+    res = trace["resource"].to_numpy()
+    if plan.outages:
+        links = trace[(res == "uplink") | (res == "downlink")]
+        for dev, g in links.groupby("device", sort=True):
+            ep = plan.outage(str(dev))
+            assert ep is not None
+            a, b = g["start_s"].to_numpy(float), g["end_s"].to_numpy(float)
+            out["transfer_paused_s"] += float(_covered(a, b, *_arrays(ep, b)).sum())
+    if plan.server is not None:
+        srv = trace[res == "server"]
+        if not srv.empty:
+            a, b = srv["start_s"].to_numpy(float), srv["end_s"].to_numpy(float)
+            slowed = float(_covered(a, b, *_arrays(plan.server, b)).sum())
+            out["server_slowed_s"] = slowed
+            out["server_extra_s"] = slowed * (1.0 - 1.0 / plan.server_factor)
+    return out
 
 
 _WASTE = ("wasted_device_s", "wasted_device_flops", "wasted_server_s", "wasted_server_flops",

@@ -171,8 +171,14 @@ def simulate(
             f"{cls.name} fixes its own order ({cls.fixed_scheduler}); the scenario's scheduler "
             f"{s.scheduler.name!r} was not used"
         )
-    if sim.faults is not None and sim.faults.scheduled:  # drops, samples, wasted work
-        summary["faults"] = faults.summarize(trace, sim.events.columns(), sim.faults.scheduled)
+    if sim.faults is not None:  # drops, samples, wasted work; what outages and slowdowns cost
+        block = (faults.summarize(trace, sim.events.columns(), sim.faults.scheduled)
+                 if sim.faults.scheduled else {})
+        per_round = block.pop("per_round", None)
+        block.update(faults.episodes_summary(sim.faults, trace))
+        if per_round is not None:
+            block["per_round"] = per_round
+        summary["faults"] = block
     if plans and sim.faults is not None:  # a dropped device's chain is cut: nothing to judge
         summary["plans"] = plans
         summary["plans_note"] = "plans not judged against the realised rounds under faults"

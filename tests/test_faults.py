@@ -17,7 +17,7 @@ from sfsim.errors import InputError
 from sfsim.faults import Episodes, RoundFaults
 from sfsim.run import resolve, simulate
 from sfsim.scenario import Scenario
-from sfsim.world import build_world
+from sfsim.world import Seeds, build_world
 from tests.conftest import ROOT, TINY
 
 SYNC_SCHEMES = ("memsfl", "sfl_v2", "splitlora", "sfl_v1", "fedlora")
@@ -79,7 +79,43 @@ def test_streaming_schemes_refuse_faults(scheme: str) -> None:
         pytest.skip(f"{scheme} models faults now")
     with pytest.raises(InputError) as err:
         run(d)
-    assert err.value.key == "faults"
+    assert err.value.key == "faults.dropout"
+    assert "link outages and server slowdowns apply" in err.value.problem
+
+
+ANY_OUTAGE_AND_SLOWDOWN = {
+    "link_outage": {"rate_per_hour": 1.0, "mean_duration_s": 1.0},
+    "server_slowdown": {"rate_per_hour": 1.0, "mean_duration_s": 1.0, "factor": 3.0}}
+
+
+def fixed_episodes(monkeypatch: pytest.MonkeyPatch, outage: list[tuple[float, float]],
+                   server: list[tuple[float, float]]) -> None:
+    """Every device's link outages and the server's slowdowns at the given windows."""
+    from sfsim.faults import FaultPlan
+
+    real_init = FaultPlan.__init__
+
+    def init(self: FaultPlan, *args: Any, **kw: Any) -> None:
+        real_init(self, *args, **kw)
+        self.server = Episodes.fixed(server)
+
+    monkeypatch.setattr(FaultPlan, "__init__", init)
+    monkeypatch.setattr(FaultPlan, "outage",
+                        lambda self, device: Episodes.fixed(outage))
+
+
+@pytest.mark.parametrize("scheme", ["splitfrozen", "fedmobillm"])
+def test_streaming_schemes_take_outages_and_slowdowns(scheme: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    d = fleet(3, scheme=scheme, rounds=3)
+    calm = run(d)
+    d["faults"] = ANY_OUTAGE_AND_SLOWDOWN
+    fixed_episodes(monkeypatch, [(0.01, 0.05)], [(0.0, 100.0)])
+    rough = run(d)
+    f = rough.summary["faults"]
+    assert f["transfer_paused_s"] > 0 and f["server_extra_s"] > 0
+    assert "per_round" not in f  # no rounds of devices that can drop: nothing to reconcile
+    assert rough.summary["makespan_s"] > calm.summary["makespan_s"]
 
 
 # ---- sample accounting ------------------------------------------------------------------------
@@ -384,7 +420,7 @@ def test_validate_refuses_faults_for_streaming_schemes(tiny: dict[str, Any], wri
         args = [command, path] + (["--out", str(path.parent / "out")] if command == "run" else [])
         result = cli(*args)
         assert result.exit_code == 2
-        assert "faults" in result.output and "Traceback" not in result.output
+        assert "faults.dropout" in result.output and "Traceback" not in result.output
 
 
 def test_faults_are_deterministic_and_shared_across_schedulers() -> None:
@@ -398,3 +434,61 @@ def test_faults_are_deterministic_and_shared_across_schedulers() -> None:
     before = [ev[(ev["kind"] == "drop") & (ev["detail"] == "before_round")][["round", "device"]]
               .values.tolist() for ev in (a.events, c.events)]
     assert before[0] == before[1] and before[0]  # the same devices miss the same rounds
+
+
+# ---- what outages and slowdowns cost ------------------------------------------------------------
+
+
+def _brute_covered(a: float, b: float, windows: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(b, we) - max(a, ws)) for ws, we in windows)
+
+
+@settings(max_examples=200, deadline=None)
+@given(gaps=st.lists(st.tuples(st.floats(0.0, 5.0), st.floats(0.0, 5.0)), max_size=8),
+       spans=st.lists(st.tuples(st.floats(0.0, 50.0), st.floats(0.0, 10.0)), min_size=1,
+                      max_size=8))
+def test_time_inside_windows_matches_a_direct_sum(gaps: list[tuple[float, float]],
+                                                   spans: list[tuple[float, float]]) -> None:
+    from sfsim.faults import _covered
+
+    windows, t = [], 0.0
+    for gap, length in gaps:  # disjoint, sorted windows
+        windows.append((t + gap, t + gap + length))
+        t += gap + length
+    a = np.array([x for x, _ in spans])
+    b = a + np.array([d for _, d in spans])
+    got = _covered(a, b, np.array([w for w, _ in windows]), np.array([w for _, w in windows]))
+    want = [_brute_covered(x, y, windows) for x, y in zip(a, b, strict=True)]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_outage_pause_and_server_extra_hand_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One device, fixed windows: a transfer caught by a 0.5 s outage is paused exactly 0.5 s;
+    a server pass whose first quarter q of time is inside a 3x slowdown does q/3 of work there
+    and takes q × (1 - 1/3) longer."""
+    from sfsim.faults import FaultPlan, episodes_summary
+
+    d = fleet(1, rounds=1, k=1)
+    d["faults"] = ANY_OUTAGE_AND_SLOWDOWN
+    calm = run(fleet(1, rounds=1, k=1)).trace
+    up = calm[calm["resource"] == "uplink"].iloc[0]
+    srv = calm[calm["resource"] == "server"].iloc[0]
+    mid_up = float(up["start_s"] + up["end_s"]) / 2
+    quarter = float(srv["end_s"] - srv["start_s"]) / 4  # the first server pass's first quarter
+    srv_start = float(srv["start_s"]) + 0.5  # after the uplink's 0.5 s pause
+    fixed_episodes(monkeypatch, [(mid_up, mid_up + 0.5)], [(srv_start, srv_start + quarter)])
+    res = run(d)
+    f = res.summary["faults"]
+    assert f["transfer_paused_s"] == pytest.approx(0.5, rel=1e-9)
+    assert f["server_slowed_s"] == pytest.approx(quarter, rel=1e-9)
+    assert f["server_extra_s"] == pytest.approx(quarter * (1 - 1 / 3), rel=1e-9)
+    t = res.trace
+    got_up = t[t["resource"] == "uplink"].iloc[0]
+    assert float(got_up["end_s"] - got_up["start_s"]) == pytest.approx(
+        float(up["end_s"] - up["start_s"]) + 0.5, rel=1e-9)
+    got_srv = t[t["resource"] == "server"].iloc[0]  # a quarter at a third of the speed
+    assert float(got_srv["end_s"] - got_srv["start_s"]) == pytest.approx(
+        4 * quarter + quarter * (1 - 1 / 3), rel=1e-9)
+    plan = FaultPlan(Scenario.model_validate(d), Seeds.from_seed(0).faults)
+    assert episodes_summary(plan, t.iloc[:0]) == {
+        "transfer_paused_s": 0.0, "server_slowed_s": 0.0, "server_extra_s": 0.0}
