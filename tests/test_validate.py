@@ -281,10 +281,20 @@ def test_merge_keys_still_work():
     assert data["other"] == {"x": 1, "y": 2}
 
 
-def test_load_scenario_reads_the_shipped_scenarios():
-    root = Path(__file__).resolve().parents[1] / "scenarios"
-    for p in sorted([*root.glob("*.yaml"), *root.glob("papers/*.yaml")]):
+SHIPPED = sorted(p for p in (Path(__file__).resolve().parents[1] / "scenarios").rglob("*.yaml")
+                 if "sweeps" not in p.parts)
+
+
+def test_every_shipped_scenario_loads():
+    assert len(SHIPPED) >= 25  # the scenario folders are found
+    for p in SHIPPED:
         assert load_scenario(p).name
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_scenario_validates(path, cli):
+    result = cli("validate", str(path))
+    assert result.exit_code == 0, result.output
 
 
 # ---- damaged profile CSVs -----------------------------------------------------------------------
