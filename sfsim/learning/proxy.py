@@ -20,6 +20,7 @@ head of the real side network merged into one classifier).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -122,6 +123,13 @@ class Proxy:
     def logits(self, tokens: torch.Tensor, p: Params, blocks: int | None = None) -> torch.Tensor:
         n = self.n_blocks if blocks is None else blocks
         return self.head(self.blocks(self.embed(tokens), 0, n, p), p)
+
+    def logits_across(self, tokens: torch.Tensor, p: Params, cut: int,
+                      uplink: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The split forward: blocks below ``cut``, the hidden state through ``uplink`` (what
+        the link carries), then the blocks from ``cut`` up and the head."""
+        x = uplink(self.blocks(self.embed(tokens), 0, cut, p))
+        return self.head(self.blocks(x, cut, self.n_blocks, p), p)
 
     def taps(self, tokens: torch.Tensor, taps: list[int]) -> list[torch.Tensor]:
         """Hidden states after the (1-based) tapped blocks of the frozen backbone, no adapters."""

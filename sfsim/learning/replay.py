@@ -55,6 +55,7 @@ from sfsim.errors import InputError
 from sfsim.learning import LEARNING_COLUMNS
 from sfsim.learning.data import Task, build_task
 from sfsim.learning.proxy import Params, Proxy, SideNet
+from sfsim.learning.uplink import Uplink, n_taps
 from sfsim.results import RunResult
 from sfsim.scenario import Scenario
 from sfsim.world import Seeds
@@ -233,6 +234,7 @@ class Replay:
                            classes=self.task.classes, targets=targets, rank=self.cfg.lora_rank,
                            scale=s.model.lora.alpha / s.model.lora.rank, gen=gen)
         self.opt = self.cfg.optimizer or s.model.lora.optimizer
+        self.uplink = Uplink.of(s, self.task.seq_len)  # training.compression, as values
         self.result = result
         self.rows: list[tuple[Any, ...]] = []
         self.server_order: list[tuple[int, str, int]] = []
@@ -282,7 +284,7 @@ class Replay:
         depth = {k: min(max(round(get_arch(k).n_layers / ref.n_layers * b), 1), b)
                  for k in set(self.kind.values())}
         fm = self.s.training.fedmobillm
-        n = min(len(tap_layers(m, fm.taps)) for m in depth.values())
+        n = min(len(tap_layers(m, n_taps(self.s))) for m in depth.values())
         self.taps = {k: tap_layers(m, n) for k, m in depth.items()}
         width = max(4, round(fm.side_ratio * self.cfg.hidden))
         self.side = SideNet(self.proxy, width, n, sorted(depth))
@@ -318,18 +320,23 @@ class Replay:
             out["server"] = self.shared
         return out
 
-    def _loss(self, d: str, tokens: torch.Tensor, p: Params) -> torch.Tensor:
+    def _logits(self, d: str, tokens: torch.Tensor, p: Params, kind: str = "") -> torch.Tensor:
+        """Device d's model on ``tokens`` (fedmobillm: backbone ``kind``, default d's), with the
+        server side seeing only what the uplink carries (`sfsim.learning.uplink`)."""
         if self.side is not None:
-            kind = self.kind[d]
-            return self.side.logits(self.proxy.taps(tokens, self.taps[kind]), kind, p)
-        return self.proxy.logits(tokens, p)
+            kind = kind or self.kind[d]
+            tapped = self.uplink.taps(self.proxy.taps(tokens, self.taps[kind]))
+            return self.side.logits(tapped, kind, p)
+        if self.scheme == "fedlora" or self.uplink.exact:
+            return self.proxy.logits(tokens, p)
+        return self.proxy.logits_across(tokens, p, self.cut[d], self.uplink.at_cut)
 
     def forward(self, step: Step) -> None:
         """Read the weights now, compute the batch's loss and gradients (applied later)."""
         sets = self._sets(step.device)
         tokens, labels = self.batch_of(step.device, step.batch)
         used = self.params_for(step.device)
-        loss = F.cross_entropy(self._loss(step.device, tokens, used), labels)
+        loss = F.cross_entropy(self._logits(step.device, tokens, used), labels)
         names = list(used)
         grads = torch.autograd.grad(loss, [used[n] for n in names], allow_unused=True)
         for part, ps in sets.items():
@@ -426,7 +433,9 @@ class Replay:
         with torch.no_grad():
             for weight, p, tag in models:
                 if self.side is not None:
-                    logits = self.side.logits(self.proxy.taps(tokens, self.taps[tag]), tag, p)
+                    logits = self._logits("", tokens, p, kind=tag)
+                elif tag:
+                    logits = self._logits(tag, tokens, p)
                 else:
                     logits = self.proxy.logits(tokens, p)
                 acc += weight * float((logits.argmax(1) == labels).double().mean())
