@@ -70,3 +70,22 @@ def test_every_paper_has_learning_rows() -> None:
     claims = mod.learning_claims()
     assert {c.paper for c in claims} == {"000", "001", "002"}
     assert not any("same steps" in c.claim for c in mod.claims())  # step-time rows replaced
+
+
+def test_compressed_uplink_row_compresses_only_ours() -> None:
+    mod = load_script()
+    claim = next(c for c in mod.learning_claims() if c.ours_extra)
+    assert claim.ours == claim.base == "fedmobillm"
+
+    class ByExtra(FakeRuns):
+        def learn(self, scenario: str, scheme: str, seed: int, extra: Any = ()) -> dict[str, Any]:
+            self.calls.append((scenario, scheme, seed, extra))
+            acc = 0.62 if extra == claim.ours_extra else 0.60
+            return {"target_accuracy": 0.6, "time_to_target_s": 1.0, "final_accuracy": acc}
+
+    runs = ByExtra({})
+    row = mod.learning_row(claim, runs, [1, 2])
+    assert row["mean"] == pytest.approx(2.0)
+    assert sorted(c[3] for c in runs.calls) == sorted([(), (), claim.ours_extra,
+                                                      claim.ours_extra])
+    assert "fedmobillm compressed 62.0%" in row["note"]
