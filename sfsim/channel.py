@@ -26,11 +26,12 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import simpy
 from simpy.events import EventPriority
 
 from sfsim.errors import InputError
-from sfsim.links import FixedLink, Link, ShannonLink
+from sfsim.links import RUN, FixedLink, Link, ShannonLink
 
 #: Event priority after SimPy's NORMAL (1): an event at this priority runs once every ordinary
 #: event of its instant has run, whenever those were scheduled.
@@ -115,46 +116,111 @@ class EqualCell:
             self.active -= 1
 
 
+#: The per-transfer arrays of `FluidCell`, in the order `FluidCell._join` fills them.
+_FLUID_ARRAYS = ("_left", "_rate", "_fixed", "_bw", "_snr", "_coh", "_run", "_h", "_powers")
+
+
 class FluidCell:
-    """Processor sharing: n active transfers each get 1/n of the band, recomputed on change."""
+    """Processor sharing: n active transfers each get 1/n of the band, recomputed on change.
+
+    The active transfers' state is held in numpy arrays (bits left, rate, bandwidth, mean SNR,
+    the fading power of the current coherence block), so an event costs a few vector operations
+    however many transfers are active; a fading gain is looked up only when its block changes.
+    """
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
         self.jobs: list[Job] = []
         self._last = 0.0  # when the remaining bits were last brought up to date
         self._generation = 0  # the armed timer's; an older timer does nothing
-        self._finishing: list[Job] = []
-        self._n = 0
+        self._finishing = np.zeros(0, dtype=bool)  # which jobs the armed timer completes
+        self._left = np.zeros(0)  # bits left
+        self._rate = np.zeros(0)  # bit/s since the last change
+        self._fixed = np.zeros(0, dtype=bool)  # FixedLink: rate / n
+        self._bw = np.zeros(0)  # FixedLink: its rate; ShannonLink: its bandwidth (Hz)
+        self._snr = np.zeros(0)  # ShannonLink: mean SNR over the whole band
+        self._coh = np.zeros(0)  # coherence time of a fading link; inf otherwise
+        self._run = np.zeros(0, dtype=np.int64)  # the run of blocks ``_powers`` holds (-1: none)
+        self._h = np.zeros(0)  # |h|² of the current block (1 without fading)
+        self._powers = np.zeros((0, RUN))  # |h|² of each block of that run
 
     def transfer(self, job: Job) -> Generator[simpy.Event, Any, None]:
         job.left_bits = 8.0 * job.nbytes
         job.done = simpy.Event(self.env)
+        link = job.link
+        if not isinstance(link, FixedLink | ShannonLink):
+            raise InputError(_unsupported(link), key="channel.sharing")
         joined = False
         try:
-            if job.link.latency_s > 0:  # the latency is the link's own, not the cell's
-                yield self.env.timeout(job.link.latency_s)
+            if link.latency_s > 0:  # the latency is the link's own, not the cell's
+                yield self.env.timeout(link.latency_s)
             self._advance()
-            self.jobs.append(job)
+            self._join(job)
             joined = True
             self._rearm()
             yield job.done
         except simpy.Interrupt:
             if joined and job in self.jobs:
                 self._advance()
-                self.jobs.remove(job)
+                k = self.jobs.index(job)
+                job.left_bits = float(self._left[k])
+                self._leave(np.arange(len(self.jobs)) == k)
                 bits = 8.0 * job.nbytes
                 job.sent_fraction = min(max(1.0 - job.left_bits / bits, 0.0), 1.0)
                 self._rearm()
             raise
 
+    def _join(self, job: Job) -> None:
+        link = job.link
+        if isinstance(link, FixedLink):
+            fixed, bw, snr, coh = True, link.rate_bps, 0.0, math.inf
+        else:
+            assert isinstance(link, ShannonLink)
+            fixed, bw, snr = False, link.bandwidth_hz, link.mean_snr
+            coh = link.coherence_s if link.fading else math.inf
+        self.jobs.append(job)
+        values = (job.left_bits, 0.0, fixed, bw, snr, coh, -1, 1.0)
+        for name, value in zip(_FLUID_ARRAYS, values, strict=False):  # the 1-D arrays
+            setattr(self, name, np.append(getattr(self, name), value))
+        self._powers = np.vstack([self._powers, np.ones((1, RUN))])
+
+    def _leave(self, gone: np.ndarray) -> None:
+        """Take the jobs where ``gone`` is true out of the cell."""
+        keep = ~gone
+        self.jobs = [j for j, k in zip(self.jobs, keep.tolist(), strict=True) if k]
+        for name in _FLUID_ARRAYS:
+            setattr(self, name, getattr(self, name)[keep])
+
     def _advance(self) -> None:
         """Take off the bits each active transfer moved since the last change."""
         now = float(self.env.now)
         dt = now - self._last
-        if dt > 0:
-            for job in self.jobs:
-                job.left_bits -= job.rate_bps * dt
+        if dt > 0 and len(self.jobs):
+            self._left -= self._rate * dt
         self._last = now
+
+    def _gains(self, now: float) -> np.ndarray:
+        """Each job's current coherence block (fading links; -1 otherwise), gains refreshed.
+
+        Gains come in aligned runs of `RUN` blocks per link (the same draws as
+        `ShannonLink.fading_power`): a job's run is fetched once, then indexed."""
+        fading = np.isfinite(self._coh)
+        block = np.full(len(self.jobs), -1.0)
+        if fading.any():
+            coh = self._coh[fading]
+            b = np.floor(now / coh)
+            b += (b + 1) * coh <= now  # the block whose end is strictly after now
+            block[fading] = b
+            at = np.flatnonzero(fading)
+            run = (block[at] // RUN).astype(np.int64)
+            stale = np.flatnonzero(run != self._run[at])
+            for k, r in zip(at[stale].tolist(), run[stale].tolist(), strict=True):
+                link = self.jobs[k].link
+                assert isinstance(link, ShannonLink)
+                self._powers[k] = link.fading_powers(r * RUN, RUN)
+                self._run[k] = r
+            self._h[at] = self._powers[at, (block[at] % RUN).astype(np.int64)]
+        return block
 
     def _rearm(self) -> None:
         """Recompute the rates and arm one timer for the next completion or block boundary."""
@@ -163,29 +229,27 @@ class FluidCell:
             return
         now = self._last
         n = len(self.jobs)
-        first = math.inf
-        for job in self.jobs:
-            job.rate_bps = rate = shared_rate_bps(job.link, n, now)
-            if job.left_bits <= 0:
-                first = now
-            elif rate > 0:
-                first = min(first, now + job.left_bits / rate)
-        boundary = math.inf
-        for job in self.jobs:
-            link = job.link
-            if isinstance(link, ShannonLink) and link.fading:
-                boundary = min(boundary, (_block(link, now) + 1) * link.coherence_s)
+        block = self._gains(now)
+        with np.errstate(divide="ignore"):
+            shannon = (self._bw / n) * np.log2(1.0 + n * self._snr * self._h)
+        self._rate = rate = np.where(self._fixed, self._bw / n, shannon)
+        left = self._left
+        done = left <= 0
+        moving = rate > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ends = np.where(moving & ~done, now + left / np.where(moving, rate, 1.0), math.inf)
+        first = now if done.any() else float(ends.min())
+        fading = block >= 0
+        boundary = float(((block[fading] + 1) * self._coh[fading]).min()) if fading.any() \
+            else math.inf
         if math.isinf(first) and math.isinf(boundary):
             raise InputError("a shared cell's transfers all have rate 0: none can finish",
                              key="channel")
         if first <= boundary:
-            self._finishing = [
-                j for j in self.jobs
-                if j.left_bits <= 0 or (j.rate_bps > 0 and now + j.left_bits / j.rate_bps <= first)
-            ]
+            self._finishing = done | (ends <= first)
             at = first
         else:
-            self._finishing = []
+            self._finishing = np.zeros(n, dtype=bool)
             at = boundary
         generation = self._generation
         timer = self.env.timeout(max(at - now, 0.0))
@@ -195,12 +259,15 @@ class FluidCell:
         if generation != self._generation:
             return  # disarmed: something changed since this timer was armed
         self._advance()
-        for job in self._finishing:
+        finishing = self._finishing
+        done = [j for j, f in zip(self.jobs, finishing.tolist(), strict=True) if f]
+        if done:
+            self._leave(finishing)
+        for job in done:
             job.left_bits = 0.0
-            self.jobs.remove(job)
             assert job.done is not None
             job.done.succeed()
-        self._finishing = []
+        self._finishing = np.zeros(len(self.jobs), dtype=bool)
         self._rearm()
 
 

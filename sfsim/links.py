@@ -83,7 +83,7 @@ class FixedLink:
 #: Coherence blocks a transfer integrates one by one before it switches to the ergodic rate.
 MAX_EXACT_BLOCKS = 1 << 20
 _FIRST_CHUNK, _MAX_CHUNK = 256, 1 << 16
-_RUN, _RUNS_KEPT = 64, 256  # the rate cache: aligned runs of 64 blocks, at most 256 runs
+RUN, _RUNS_KEPT = 64, 256  # the rate cache: aligned runs of 64 blocks, at most 256 runs
 _INDEX_LIMIT = 1 << 53  # block indices past this are not distinct floats any more
 
 
@@ -130,22 +130,22 @@ class ShannonLink:
     def cached_fading_power(self, block: int) -> float:
         """`fading_power` of ``block`` from a small cache of aligned runs (a shared cell asks
         for every active link's gain at every coherence block)."""
-        run, i = divmod(block, _RUN)
+        run, i = divmod(block, RUN)
         powers = self._powers.get(run)
         if powers is None:
             if len(self._powers) >= _RUNS_KEPT:
                 self._powers.clear()
-            powers = self._powers[run] = self.fading_powers(run * _RUN, _RUN).tolist()
+            powers = self._powers[run] = self.fading_powers(run * RUN, RUN).tolist()
         return powers[i]
 
     def _cached_rate(self, block: int) -> float:
-        """Block ``block``'s rate, from a small cache of aligned runs of `_RUN` blocks."""
-        run, i = divmod(block, _RUN)
+        """Block ``block``'s rate, from a small cache of aligned runs of `RUN` blocks."""
+        run, i = divmod(block, RUN)
         rates = self._rates.get(run)
         if rates is None:
             if len(self._rates) >= _RUNS_KEPT:
                 self._rates.clear()
-            g = self.fading_powers(run * _RUN, _RUN)
+            g = self.fading_powers(run * RUN, RUN)
             rates = (self.bandwidth_hz * np.log2(1.0 + self.mean_snr * g)).tolist()
             self._rates[run] = rates
         return rates[i]
@@ -185,7 +185,7 @@ class ShannonLink:
 
         Blocks are integrated exactly as a loop over ``k`` would (the same float operations in
         the same order: ``cap_k = rate_k·(end_k - t_k)`` and ``bits -= cap_k``): the first
-        `_RUN` blocks in Python from cached rates, the rest a chunk of blocks at a time with
+        `RUN` blocks in Python from cached rates, the rest a chunk of blocks at a time with
         NumPy; see the module docstring for the bound on the work.
         """
         if nbytes <= 0:
@@ -198,7 +198,7 @@ class ShannonLink:
             self._nonzero(0.0)
         block = int(t // self.coherence_s)  # step by block index: t // T is unsafe at edges
         # Most transfers span a few blocks: a plain loop over cached rates is cheapest.
-        first = min(_RUN, MAX_EXACT_BLOCKS) if block < _INDEX_LIMIT else 0
+        first = min(RUN, MAX_EXACT_BLOCKS) if block < _INDEX_LIMIT else 0
         for _ in range(first):
             end = max((block + 1) * self.coherence_s, t)
             rate = self._cached_rate(block)
