@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -11,6 +14,17 @@ import yaml
 from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """Import the script at ``path`` (analysis/, notebooks/, scenarios/: not packages) as
+    module ``name``, registered in ``sys.modules`` so that dataclasses and pickling work."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 #: Two devices, fixed-rate links, analytic costs on round-number processors: small enough that the
 #: tests can follow every span by hand.

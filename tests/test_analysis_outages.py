@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT, load_module
 
-
-def _load() -> ModuleType:
-    path = ROOT / "analysis" / "outages.py"
-    spec = importlib.util.spec_from_file_location("_sfsim_analysis_outages", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-outages = _load()
+outages = load_module(ROOT / "analysis" / "outages.py", "_sfsim_analysis_outages")
 
 
 def test_ratios_are_paired_by_seed_and_kind() -> None:

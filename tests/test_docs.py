@@ -4,7 +4,6 @@ notebook builder and notebook 03's legend behave."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import pytest
 import yaml
 
 from sfsim import __version__
+
+from .conftest import load_module
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "docs" / "model.md"
@@ -128,11 +129,7 @@ def test_notebook_03_server_legend_lists_every_kind_shown() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    spec = importlib.util.spec_from_file_location("_build_notebooks",
-                                                  ROOT / "notebooks" / "build_notebooks.py")
-    assert spec is not None and spec.loader is not None
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
+    builder = load_module(ROOT / "notebooks" / "build_notebooks.py", "_build_notebooks")
     ns: dict[str, object] = {}
     for src in builder.MEMORY:
         if builder._is_markdown(src):

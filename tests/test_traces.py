@@ -384,12 +384,9 @@ TRACES = Path(__file__).resolve().parents[1] / "scenarios" / "traces"
 
 
 def test_make_traces_rewrites_the_same_files(tmp_path):
-    import importlib.util
+    from tests.conftest import load_module
 
-    spec = importlib.util.spec_from_file_location("make_traces", TRACES / "make_traces.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_module(TRACES / "make_traces.py", "make_traces")
     mod.main(tmp_path)
     for name in ("compute.csv", "links.csv", "availability.csv"):
         assert (tmp_path / name).read_bytes() == (TRACES / "synthetic" / name).read_bytes()

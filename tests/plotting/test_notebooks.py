@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from ..conftest import load_module
 from .conftest import ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -58,11 +58,7 @@ def test_committed_without_outputs_and_up_to_date(name: str) -> None:
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
-    spec = importlib.util.spec_from_file_location("_build_notebooks",
-                                                  NOTEBOOKS / "build_notebooks.py")
-    assert spec is not None and spec.loader is not None
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
+    builder = load_module(NOTEBOOKS / "build_notebooks.py", "_build_notebooks")
     built = nbformat.writes(builder.build(name)).rstrip("\n")
     assert built == (NOTEBOOKS / name).read_text().rstrip("\n"), (
         "the notebook differs from notebooks/build_notebooks.py; run that script")

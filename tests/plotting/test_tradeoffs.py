@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
 from types import ModuleType
@@ -13,17 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ..conftest import load_module
 from .conftest import ROOT, image_stats
 
 
 def _load(name: str) -> ModuleType:
-    path = ROOT / "analysis" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_sfsim_analysis_{name}", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_module(ROOT / "analysis" / f"{name}.py", f"_sfsim_analysis_{name}")
 
 
 tradeoffs = _load("tradeoffs")

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pandas as pd
 import pytest
 
 from sfsim.scenario import load_scenario
 
-from ..conftest import ROOT
+from ..conftest import ROOT, load_module
 
 PAPERS = sorted((ROOT / "scenarios" / "papers").glob("*.yaml"))
 
 
 def load_script():
-    path = ROOT / "analysis" / "reproduce_papers.py"
-    spec = importlib.util.spec_from_file_location("_sfsim_reproduce_papers", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_module(ROOT / "analysis" / "reproduce_papers.py", "_sfsim_reproduce_papers")
 
 
 @pytest.mark.parametrize("path", PAPERS, ids=[p.stem for p in PAPERS])
