@@ -342,3 +342,20 @@ def test_per_device_sets_are_averaged_per_layer_across_the_cut(scheme: str) -> N
     # and the round did train: the average differs from the initial weights
     init = learner.proxy.init_trainable()
     assert any(not torch.equal(first[n].detach(), init[n]) for n in names)
+
+
+def test_a_population_learns_from_each_rounds_participants_only() -> None:
+    """fleet.participants: only the drawn devices train, each round's FedAvg lists them, and
+    the learner steps once per participant batch."""
+    path = Path(QUICKSTART).parent / "population_100k.yaml"
+    run = sfsim.run(path, overrides={**SMALL, "learning.enabled": True, "fleet.count": 40,
+                                     "fleet.participants": 4, "training.rounds": 3,
+                                     "training.local_iterations": 1})
+    participants = run.summary["participants"]
+    assert len(participants) == 3 and all(len(p) == 4 for p in participants)
+    frame = run.learning
+    steps = frame[frame["step"] >= 0]
+    assert len(steps) == 3 * 4  # rounds × participants × K
+    for r, ids in enumerate(participants):
+        assert set(steps.loc[steps["round"] == r, "device"]) == set(ids)
+    assert frame["eval_accuracy"].notna().sum() >= 3  # one evaluation per round at least
