@@ -115,6 +115,8 @@ def chrome_trace(
     end_s = [float(x) for x in t["end_s"].tolist()]
     nbytes = [float(x) for x in t["bytes"].tolist()]
     flops = [float(x) for x in t["flops"].tolist()]
+    energy = ([float(x) for x in t["energy_j"].tolist()] if "energy_j" in t.columns
+              else [0.0] * len(t))
     groups: dict[tuple[str, str], list[int]] = {}
     for i, (dev, res) in enumerate(zip(device, resource, strict=True)):
         owner = SERVER if res in ("server", "server_queue") else dev
@@ -143,6 +145,8 @@ def chrome_trace(
                 args["bytes"] = nbytes[i]
             if flops[i]:
                 args["flops"] = flops[i]
+            if energy[i]:
+                args["energy_j"] = energy[i]
             events.append({
                 "ph": "X", "name": phase[i], "cat": res, "pid": pid,
                 "tid": tid + SPILL_TID_STEP * slot, "ts": start * US_PER_S,

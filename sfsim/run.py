@@ -199,11 +199,13 @@ def simulate(
 
 def _add_energy(summary: dict[str, Any], trace: Any, world: World,
                 bounds: list[tuple[float, float]]) -> None:
-    """Energy figures (sfsim/energy.py): per device, the server, the total and per round."""
-    from sfsim.energy import energy_summary
+    """Energy figures (sfsim/energy.py): per device, the server, the total and per round; and
+    each span's joules as the trace's ``energy_j`` column."""
+    from sfsim.energy import energy_summary, span_energy_j
 
     per_device = summary["devices"]
     e = energy_summary(trace, world, bounds, per_device)
+    trace["energy_j"] = span_energy_j(trace, world)  # each span's joules, in the trace files
     for dev_id, fields in e.pop("devices").items():
         if dev_id in per_device:
             per_device[dev_id].update(fields)

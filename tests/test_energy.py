@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sfsim.costs import AnalyticCostModel, Op, Workload, get_arch
@@ -198,3 +199,26 @@ def test_span_energies_add_up_to_the_summary(tiny, scheme) -> None:
         assert mine == pytest.approx(active, rel=1e-9)
     server = e[res.trace["resource"] == "server"].sum()
     assert server == pytest.approx(res.summary["server_compute_energy_j"], rel=1e-9)
+
+
+def test_the_trace_carries_each_spans_energy(tiny, tmp_path) -> None:
+    """energy_j in Run.trace, trace.parquet and trace.json's args, adding up to the summary."""
+    import json
+
+    import sfsim
+
+    run = sfsim.run(_powered(tiny))
+    t = run.trace
+    assert "energy_j" in t.columns and (t["energy_j"] >= 0).all()
+    for dev, d in run.summary["devices"].items():
+        mine = t.loc[(t["device"] == dev) & t["resource"].isin(["device", "uplink", "downlink"]),
+                     "energy_j"].sum()
+        assert mine == pytest.approx(d["compute_energy_j"] + d["radio_tx_energy_j"]
+                                     + d["radio_rx_energy_j"], rel=1e-9)
+    folder = run.write(tmp_path / "run")
+    back = sfsim.load_run(folder)
+    pd.testing.assert_series_equal(back.trace["energy_j"], t["energy_j"], check_names=False)
+    events = json.loads((folder / "trace.json").read_text())["traceEvents"]
+    spans = [e for e in events if e.get("ph") == "X"]
+    assert sum(e["args"].get("energy_j", 0.0) for e in spans) == pytest.approx(
+        float(t["energy_j"].sum()), rel=1e-9)
