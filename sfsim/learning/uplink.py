@@ -40,8 +40,10 @@ def quantize(x: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "fp16":
         q = x.half().float()
     elif mode == "int8":
-        scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / INT8_LEVELS
-        q = torch.round(x.detach() / scale).clamp(-INT8_LEVELS, INT8_LEVELS) * scale
+        v = x.detach().double()  # float64: a tiny vector's scale is not flushed to zero
+        amax = v.abs().amax(dim=-1, keepdim=True)
+        scale = torch.where(amax > 0, amax / INT8_LEVELS, torch.ones_like(amax))
+        q = (torch.round(v / scale).clamp(-INT8_LEVELS, INT8_LEVELS) * scale).to(x.dtype)
     else:
         raise ValueError(f"unknown quantisation {mode!r}")
     return x + (q - x).detach()
