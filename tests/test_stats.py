@@ -25,7 +25,8 @@ def test_matches_scipys_t_interval(values: list[float], level: float) -> None:
         assert half == 0
     else:
         lo, hi = stats.t.interval(level, len(x) - 1, loc=x.mean(), scale=sem)
-        assert half == pytest.approx((hi - lo) / 2, rel=1e-9)
+        # values with a tiny spread around a large mean lose digits in either computation
+        assert half == pytest.approx((hi - lo) / 2, rel=1e-6, abs=1e-12 * np.abs(x).max())
 
 
 def test_too_few_values_and_nans() -> None:
