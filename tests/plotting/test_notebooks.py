@@ -12,7 +12,8 @@ from ..conftest import load_module
 from .conftest import ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ["01_quickstart.ipynb", "02_write_a_scheduler.ipynb", "03_memory_analysis.ipynb"]
+NAMES = ["01_quickstart.ipynb", "02_write_a_scheduler.ipynb", "03_memory_analysis.ipynb",
+         "04_faults_and_learning.ipynb"]
 TIMEOUT_S = 300  # per cell; each notebook takes seconds
 
 
