@@ -135,6 +135,30 @@ def _gb(x: float) -> str:
     return f"{x / 1e9:.3f}"
 
 
+def _optional_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Headline rows for what a run reports only sometimes: energy, faults, learning."""
+    rows = []
+    if "total_energy_j" in summary:
+        rows.append(("energy (total / server)",
+                     f"{summary['total_energy_j']:.1f} J / {summary['server_energy_j']:.1f} J"))
+    f = summary.get("faults") or {}
+    if "samples_scheduled" in f:
+        dropped = sum(f["samples_dropped"].values())
+        rows.append(("devices completed / scheduled",
+                     f"{f['devices_completed']} / {f['devices_scheduled']}"))
+        rows.append(("samples trained / dropped", f"{f['samples_trained']} / {dropped}"))
+    if f.get("transfer_paused_s") or f.get("server_extra_s"):
+        rows.append(("outage pauses / server slowdown",
+                     f"{f['transfer_paused_s']:.3f} s / +{f['server_extra_s']:.3f} s"))
+    learned = summary.get("learning")
+    if learned:
+        ttt = learned.get("time_to_target_s")
+        reached = "not reached" if ttt is None else f"{ttt:.3f} s"
+        rows.append((f"accuracy: final / time to {learned['target_accuracy']:.0%}",
+                     f"{learned['final_accuracy']:.3f} / {reached}"))
+    return rows
+
+
 def print_summary(summary: dict[str, Any], out: Path | None) -> None:
     """A terminal table: the headline figures, then one row per device."""
     head = Table(title=f"sfsim run: {summary['scenario']}", show_header=False)
@@ -159,6 +183,7 @@ def print_summary(summary: dict[str, Any], out: Path | None) -> None:
             f"{summary['uplink_bytes'] / 1e6:.2f} MB / {summary['downlink_bytes'] / 1e6:.2f} MB",
         ),
     ]
+    rows += _optional_rows(summary)
     for k, v in rows:
         head.add_row(k, v)
     out_console.print(head)
@@ -173,6 +198,7 @@ def print_summary(summary: dict[str, Any], out: Path | None) -> None:
         "queue s",
         "peak GB",
         "memory GB",
+        "energy J",
     ):
         dev.add_column(col, justify="left" if col in ("device", "processor") else "right")
     for d_id, d in summary["devices"].items():
@@ -186,6 +212,7 @@ def print_summary(summary: dict[str, Any], out: Path | None) -> None:
             f"{d['queue_wait_s']:.3f}",
             _gb(d["peak_bytes"]),
             _gb(d["memory_bytes"]),
+            f"{d['energy_j']:.1f}" if "energy_j" in d else "-",
         )
     out_console.print(dev)
     phases = Table(title="where time went (summed over spans)")

@@ -59,3 +59,19 @@ def test_core_imports_neither_torch_nor_matplotlib():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == ""
+
+
+def test_summary_table_shows_energy_faults_and_learning_when_present(tiny, write_yaml, cli,
+                                                                     tmp_path):
+    plain = cli("run", write_yaml(tiny, "plain.yaml"), "--out", tmp_path / "plain")
+    assert plain.exit_code == 0
+    assert "energy (total / server)" in plain.output and "energy J" in plain.output
+    assert "samples trained / dropped" not in plain.output and "accuracy" not in plain.output
+    tiny["faults"] = {"dropout": {"during": 0.5}}
+    tiny["training"] = {**tiny.get("training", {}), "aggregation": "partial"}
+    tiny["learning"] = {"enabled": True, "hidden": 16, "eval_samples": 16, "seq_len": 8}
+    rich = cli("run", write_yaml(tiny, "rich.yaml"), "--out", tmp_path / "rich")
+    assert rich.exit_code == 0, rich.output
+    for row in ("devices completed / scheduled", "samples trained / dropped",
+                "accuracy: final / time to"):
+        assert row in rich.output
