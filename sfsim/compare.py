@@ -7,7 +7,8 @@ counters the papers argue about:
 * time: the makespan (training time) and the mean round time;
 * computation: FLOPs and seconds on the devices, FLOPs on the server (from the compute spans);
 * communication: bytes up and down (from the transfer spans);
-* memory: the server's peak and the largest device peak.
+* memory: the server's peak and the largest device peak;
+* energy: all devices' joules and the total with the server (`sfsim.energy`).
 
 A scheme the scenario cannot run (a device that cannot hold its work, a missing cut) is not an
 error of the comparison: its row says ``skipped`` and why. ``sfsim compare`` prints the table and
@@ -44,7 +45,7 @@ if TYPE_CHECKING:  # imported where used: `sfsim --help` must not load pandas or
 COLUMNS = [
     "scheme", "status", "makespan_s", "round_s_mean", "device_flops", "device_compute_s",
     "server_flops", "uplink_bytes", "downlink_bytes", "link_bytes", "server_peak_bytes",
-    "device_peak_max_bytes", "note",
+    "device_peak_max_bytes", "device_energy_j", "total_energy_j", "note",
 ]
 #: Columns added when the runs train the proxy model (``learning.enabled``).
 LEARNING_COLUMNS = ["time_to_target_s", "final_accuracy"]
@@ -69,6 +70,8 @@ def counters(result: RunResult) -> dict[str, Any]:
         "link_bytes": s["uplink_bytes"] + s["downlink_bytes"],
         "server_peak_bytes": s["server_peak_bytes"],
         "device_peak_max_bytes": max(s["device_peak_bytes"].values(), default=0.0),
+        "device_energy_j": s.get("device_energy_j"),  # all devices, busy + idle + radio
+        "total_energy_j": s.get("total_energy_j"),  # devices and server
         "note": "",
     } | learning_counters(s)
 
@@ -193,9 +196,14 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"sfsim compare: {s.name}")
         heads = ["scheme", *(["seed"] if seed_list else []), "time s", "device TFLOP",
                  "server TFLOP", "up MB", "down MB", "server peak GB", "device peak GB",
-                 *(["to target s", "final acc"] if learned else []), "note"]
+                 "device kJ", "total kJ", *(["to target s", "final acc"] if learned else []),
+                 "note"]
+        width = max((len(str(n)) for n in df["scheme"]), default=6)
         for h in heads:
-            table.add_column(h, justify="left" if h in ("scheme", "note") else "right")
+            if h == "scheme":  # never truncated: the other columns wrap first
+                table.add_column(h, no_wrap=True, min_width=width)
+            else:
+                table.add_column(h, justify="left" if h == "note" else "right")
         for r in df.to_dict("records"):
             note = r["note"] if r["status"] == "ok" else f"skipped: {r['note']}"
             table.add_row(r["scheme"], *([str(r["seed"])] if seed_list else []),
@@ -204,6 +212,7 @@ def register(app: typer.Typer) -> None:
                           _fmt(r["uplink_bytes"], 1e6, 2), _fmt(r["downlink_bytes"], 1e6, 2),
                           _fmt(r["server_peak_bytes"], 1e9, 3),
                           _fmt(r["device_peak_max_bytes"], 1e9, 3),
+                          _fmt(r["device_energy_j"], 1e3, 2), _fmt(r["total_energy_j"], 1e3, 2),
                           *([_fmt(r["time_to_target_s"], 1, 2), _fmt(r["final_accuracy"], 1, 3)]
                             if learned else []), note)
         out_console.print(table)

@@ -30,6 +30,8 @@ def test_compare_runs_every_scheme_and_skips_what_does_not_fit():
     assert row["makespan_s"] == res.summary["makespan_s"]
     assert row["uplink_bytes"] == res.summary["uplink_bytes"]
     assert row["device_flops"] == res.trace.query("resource == 'device'")["flops"].sum()
+    assert row["total_energy_j"] == res.summary["total_energy_j"]
+    assert 0 < row["device_energy_j"] < row["total_energy_j"]  # the server draws power too
 
 
 def test_cli_compare_writes_parquet_and_csv(tmp_path):
