@@ -51,27 +51,9 @@ class Job:
     sent_fraction: float = 0.0  # set when the transfer is interrupted
 
 
-def shared_rate_bps(link: Link, n: int, t_s: float) -> float:
-    """The rate of ``link`` at time ``t_s`` on a band 1/n of its own (processor sharing)."""
-    if isinstance(link, FixedLink):
-        return link.rate_bps / n
-    if isinstance(link, ShannonLink):
-        h = link.cached_fading_power(_block(link, t_s)) if link.fading else 1.0
-        return (link.bandwidth_hz / n) * math.log2(1.0 + n * link.mean_snr * h)
-    raise InputError(_unsupported(link), key="channel.sharing")
-
-
 def _unsupported(link: object) -> str:
     return (f"fluid sharing supports fixed and shannon links, not {type(link).__name__} "
             "(use sharing: equal, or access: dedicated)")
-
-
-def _block(link: ShannonLink, t_s: float) -> int:
-    """The coherence block that holds ``t_s`` (the block whose end is strictly after it)."""
-    block = int(t_s // link.coherence_s)
-    while (block + 1) * link.coherence_s <= t_s:
-        block += 1
-    return block
 
 
 class EqualCell:
@@ -117,15 +99,15 @@ class EqualCell:
 
 
 #: The per-transfer arrays of `FluidCell`, in the order `FluidCell._join` fills them.
-_FLUID_ARRAYS = ("_left", "_rate", "_fixed", "_bw", "_snr", "_coh", "_run", "_h", "_powers")
+_FLUID_ARRAYS = ("_left", "_rate", "_fixed", "_bw", "_snr", "_coh", "_run", "_powers")
 
 
 class FluidCell:
     """Processor sharing: n active transfers each get 1/n of the band, recomputed on change.
 
     The active transfers' state is held in numpy arrays (bits left, rate, bandwidth, mean SNR,
-    the fading power of the current coherence block), so an event costs a few vector operations
-    however many transfers are active; a fading gain is looked up only when its block changes.
+    each fading link's gains for the current run of 64 blocks), so an event costs a few vector
+    operations however many transfers are active; a link's gains are fetched once per run.
     """
 
     def __init__(self, env: simpy.Environment) -> None:
@@ -141,7 +123,6 @@ class FluidCell:
         self._snr = np.zeros(0)  # ShannonLink: mean SNR over the whole band
         self._coh = np.zeros(0)  # coherence time of a fading link; inf otherwise
         self._run = np.zeros(0, dtype=np.int64)  # the run of blocks ``_powers`` holds (-1: none)
-        self._h = np.zeros(0)  # |h|² of the current block (1 without fading)
         self._powers = np.zeros((0, RUN))  # |h|² of each block of that run
 
     def transfer(self, job: Job) -> Generator[simpy.Event, Any, None]:
@@ -179,10 +160,11 @@ class FluidCell:
             fixed, bw, snr = False, link.bandwidth_hz, link.mean_snr
             coh = link.coherence_s if link.fading else math.inf
         self.jobs.append(job)
-        values = (job.left_bits, 0.0, fixed, bw, snr, coh, -1, 1.0)
-        for name, value in zip(_FLUID_ARRAYS, values, strict=False):  # the 1-D arrays
-            setattr(self, name, np.append(getattr(self, name), value))
-        self._powers = np.vstack([self._powers, np.ones((1, RUN))])
+        row: dict[str, Any] = {"_left": job.left_bits, "_rate": 0.0, "_fixed": fixed, "_bw": bw,
+                               "_snr": snr, "_coh": coh, "_run": -1, "_powers": np.ones(RUN)}
+        for name in _FLUID_ARRAYS:  # one more row in every array, keeping its dtype
+            arr = getattr(self, name)
+            setattr(self, name, np.concatenate([arr, np.asarray([row[name]], dtype=arr.dtype)]))
 
     def _leave(self, gone: np.ndarray) -> None:
         """Take the jobs where ``gone`` is true out of the cell."""
@@ -199,13 +181,15 @@ class FluidCell:
             self._left -= self._rate * dt
         self._last = now
 
-    def _gains(self, now: float) -> np.ndarray:
-        """Each job's current coherence block (fading links; -1 otherwise), gains refreshed.
+    def _gains(self, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Each job's current coherence block (fading links; -1 otherwise) and |h|² in it (1
+        without fading).
 
         Gains come in aligned runs of `RUN` blocks per link (the same draws as
         `ShannonLink.fading_power`): a job's run is fetched once, then indexed."""
         fading = np.isfinite(self._coh)
         block = np.full(len(self.jobs), -1.0)
+        h = np.ones(len(self.jobs))
         if fading.any():
             coh = self._coh[fading]
             b = np.floor(now / coh)
@@ -219,8 +203,8 @@ class FluidCell:
                 assert isinstance(link, ShannonLink)
                 self._powers[k] = link.fading_powers(r * RUN, RUN)
                 self._run[k] = r
-            self._h[at] = self._powers[at, (block[at] % RUN).astype(np.int64)]
-        return block
+            h[at] = self._powers[at, (block[at] % RUN).astype(np.int64)]
+        return block, h
 
     def _rearm(self) -> None:
         """Recompute the rates and arm one timer for the next completion or block boundary."""
@@ -229,9 +213,9 @@ class FluidCell:
             return
         now = self._last
         n = len(self.jobs)
-        block = self._gains(now)
+        block, h = self._gains(now)
         with np.errstate(divide="ignore"):
-            shannon = (self._bw / n) * np.log2(1.0 + n * self._snr * self._h)
+            shannon = (self._bw / n) * np.log2(1.0 + n * self._snr * h)
         self._rate = rate = np.where(self._fixed, self._bw / n, shannon)
         left = self._left
         done = left <= 0
