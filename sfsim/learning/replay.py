@@ -119,6 +119,8 @@ def _steps(scheme: str, trace: pd.DataFrame, events: pd.DataFrame) -> list[Step]
     """The training steps the trace records, with their read and update times."""
     key = ["round", "device", "iteration"]
     t = trace[trace["iteration"] >= 0]
+    if scheme == "fedmobillm":  # one step per server pass, matched by order (`_side_steps`)
+        return _side_steps(t, events)
 
     def first_start(phase: str) -> pd.Series:
         return t[t["phase"] == phase].groupby(key)["start_s"].min()
@@ -143,7 +145,7 @@ def _steps(scheme: str, trace: pd.DataFrame, events: pd.DataFrame) -> list[Step]
         read, srv_up = as_dict(first_start("server_fwd")), as_dict(last_end("server_bwd"))
         dev_up = as_dict(last_end("device_bwd")) if scheme in SPLIT else None
         upd = events[events["kind"] == "update"] if len(events) else events
-        if scheme in ("splitfrozen", "fedmobillm") and len(upd):
+        if scheme == "splitfrozen" and len(upd):
             # the scheme's own record of when each update landed: the n-th update event of a
             # device is its n-th server update in time (the events' round and iteration
             # labels may count batches differently from the trace's)
@@ -162,8 +164,6 @@ def _steps(scheme: str, trace: pd.DataFrame, events: pd.DataFrame) -> list[Step]
         if srv_up is None and d_up is None:
             continue
         out.append(Step(k[0], k[1], k[2], r_s, s_up, d_up))
-    if scheme == "fedmobillm":
-        return _side_steps(t, events)
     per_dev: dict[str, int] = {}
     for s in sorted(out, key=lambda s: (s.device, s.round, s.iteration)):
         s.batch = per_dev.get(s.device, 0)
