@@ -31,12 +31,14 @@ def _run(scheme: str, **over: Any) -> sfsim.Run:
        st.integers(1, 4))
 @example([1.1754943508222875e-38], 1)  # the smallest normal float32: not flushed to zero
 @example([0.0, 0.0], 2)
+@example([1.053940993902062e-30], 1)  # a step below 1e-30: the grid check must not clamp it
 def test_int8_is_per_token_absmax_within_half_a_step(values: list[float], rows: int) -> None:
     x = torch.tensor([values] * rows, dtype=torch.float32) * torch.arange(1, rows + 1)[:, None]
     q = quantize(x, "int8")
     step = x.abs().amax(dim=-1, keepdim=True) / INT8_LEVELS
     assert torch.all((q - x).abs() <= step / 2 + 1e-6 * x.abs().amax(dim=-1, keepdim=True))
-    levels = torch.where(step > 0, q / step.clamp_min(1e-30), torch.zeros_like(q))
+    step64 = x.double().abs().amax(dim=-1, keepdim=True) / INT8_LEVELS
+    levels = torch.where(step64 > 0, q.double() / torch.where(step64 > 0, step64, 1.0), 0.0)
     assert torch.allclose(levels, levels.round(), atol=1e-3)  # on the grid
     assert torch.all(levels.abs() <= INT8_LEVELS + 1e-3)
 
